@@ -1,0 +1,59 @@
+"""subagent-exec: background sub-agents for LangChain/LangGraph lead agents.
+
+Each sub-agent runs on its own event loop in a worker thread, under a
+deadline, with a status that moves PENDING -> RUNNING -> one terminal status
+under one lock, and a stop that reaches the in-flight await at once and
+cascades down the whole tree.
+"""
+
+from ._config import SubagentConfig
+from ._context import get_current_task_id
+from ._default import (
+    cleanup_background_task,
+    configure,
+    get_background_task_result,
+    get_default_runtime,
+    list_background_tasks,
+    request_cancel_background_task,
+    subscribe,
+)
+from ._errors import (
+    CapacityError,
+    DepthError,
+    MaxTurnsExceeded,
+    ModelBindingError,
+    RuntimeClosedError,
+    SubagentError,
+    UnknownTaskError,
+)
+from ._events import TaskEvent
+from ._executor import SubagentExecutor
+from ._result import SubagentResult
+from ._runtime import SubagentRuntime
+from ._status import SubagentStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CapacityError",
+    "DepthError",
+    "MaxTurnsExceeded",
+    "ModelBindingError",
+    "RuntimeClosedError",
+    "SubagentConfig",
+    "SubagentError",
+    "SubagentExecutor",
+    "SubagentResult",
+    "SubagentRuntime",
+    "SubagentStatus",
+    "TaskEvent",
+    "UnknownTaskError",
+    "cleanup_background_task",
+    "configure",
+    "get_background_task_result",
+    "get_current_task_id",
+    "get_default_runtime",
+    "list_background_tasks",
+    "request_cancel_background_task",
+    "subscribe",
+]

@@ -1,0 +1,34 @@
+"""Errors raised by subagent-exec. Each says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SubagentError(Exception):
+    """Base class of the errors this library raises on purpose."""
+
+
+class CapacityError(SubagentError):
+    """The runtime's queue of PENDING tasks is full (``max_pending``)."""
+
+
+class DepthError(SubagentError):
+    """A task would nest deeper than the runtime's ``max_depth``."""
+
+
+class RuntimeClosedError(SubagentError):
+    """The runtime was shut down; create a new one (or call ``configure``)."""
+
+
+class UnknownTaskError(SubagentError, KeyError):
+    """No task with this id is registered (never was, or it was cleaned up)."""
+
+    def __str__(self) -> str:  # KeyError would show repr(args)
+        return str(self.args[0]) if self.args else "unknown task"
+
+
+class MaxTurnsExceeded(SubagentError):
+    """A sub-agent asked for more model calls than its ``max_turns`` allows."""
+
+
+class ModelBindingError(SubagentError):
+    """A chat model cannot safely run on a sub-agent's own event loop."""

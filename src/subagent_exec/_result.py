@@ -1,0 +1,213 @@
+"""The result holder: one :class:`SubagentResult` per task, shared by every thread.
+
+All status writes go through the holder's transition methods, which take the
+runtime's single lock. The rules they enforce:
+
+* PENDING -> RUNNING happens only if no stop has been requested yet, so a task
+  cancelled while queued is never flipped back to RUNNING.
+* A stop (CANCELLED by request, TIMED_OUT by deadline) is *latched* first:
+  the first latch wins and decides the terminal status. The status itself is
+  written when the sub-agent's coroutine has unwound (its ``finally:`` blocks
+  have run), except for a PENDING task, which is stopped at once.
+* The first terminal write wins; a later completion, failure or stop is
+  ignored, and ``completed_at`` is set together with the status.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ._status import SubagentStatus
+
+#: Called under the lock with (event kind, holder, data) after each transition.
+EventHook = Callable[[str, "SubagentResult", dict[str, Any]], None]
+
+_STOP_STATUSES = (SubagentStatus.CANCELLED, SubagentStatus.TIMED_OUT)
+
+
+def _no_event(kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SubagentResult:
+    """Everything known about one sub-agent task, live while it runs.
+
+    Read its attributes from any thread; never assign them. ``wait()`` blocks
+    until the status is terminal (it waits on an event, it does not poll).
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        subagent_name: str,
+        task: str,
+        trace_id: str,
+        parent_id: str | None = None,
+        depth: int = 1,
+        lock: threading.RLock | None = None,
+        on_event: EventHook = _no_event,
+        owner: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.subagent_name = subagent_name
+        self.task = task
+        self.depth = depth
+        self.owner = owner
+        self.children: list[str] = []
+        self.created_at: datetime = _now()
+        self.started_at: datetime | None = None
+        self.completed_at: datetime | None = None
+        self.result: str | None = None
+        self.error: str | None = None
+        #: Why a run that ended on its own ended early ("max_turns", ...), else None.
+        self.stop_reason: str | None = None
+        self.cancel_reason: str | None = None
+        self.ai_messages: list[dict[str, Any]] = []
+        #: Set as soon as a stop is requested (cancel or deadline). Checked by the
+        #: sub-agent before streaming, at every chunk and at every model/tool call.
+        self.cancel_event = threading.Event()
+        self._status = SubagentStatus.PENDING
+        self._stop_status: SubagentStatus | None = None
+        self._done = threading.Event()
+        self._lock = lock if lock is not None else threading.RLock()
+        self._on_event = on_event
+        self._ai_message_ids: set[str] = set()
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def status(self) -> SubagentStatus:
+        return self._status
+
+    @property
+    def is_terminal(self) -> bool:
+        return self._status.is_terminal
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested and the sub-agent is still unwinding."""
+        return self._stop_status is not None and not self._status.is_terminal
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from RUNNING to terminal (or to now while running)."""
+        if self.started_at is None:
+            return None
+        end = self.completed_at or _now()
+        return (end - self.started_at).total_seconds()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the status is terminal; False if ``timeout`` ran out first."""
+        return self._done.wait(timeout)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot (taken under the lock, so it is consistent)."""
+        with self._lock:
+            return {
+                "task_id": self.task_id,
+                "trace_id": self.trace_id,
+                "parent_id": self.parent_id,
+                "children": list(self.children),
+                "subagent_name": self.subagent_name,
+                "task": self.task,
+                "depth": self.depth,
+                "owner": self.owner,
+                "status": self._status.value,
+                "stopping": self.stopping,
+                "result": self.result,
+                "error": self.error,
+                "stop_reason": self.stop_reason,
+                "cancel_reason": self.cancel_reason,
+                "created_at": self.created_at.isoformat(),
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+                "duration_seconds": self.duration_seconds,
+                "ai_message_count": len(self.ai_messages),
+            }
+
+    def __repr__(self) -> str:
+        return (
+            f"<SubagentResult {self.task_id} {self.subagent_name!r} {self._status.value}"
+            f"{' stopping' if self.stopping else ''}>"
+        )
+
+    # -- transitions (library-internal; every one takes the lock) ---------------
+
+    def _start(self) -> bool:
+        """PENDING -> RUNNING, unless a stop was latched or the task is not PENDING."""
+        with self._lock:
+            if self._status is not SubagentStatus.PENDING or self._stop_status is not None:
+                return False
+            self._status = SubagentStatus.RUNNING
+            self.started_at = _now()
+            self._on_event("started", self, {})
+            return True
+
+    def _latch_stop(self, status: SubagentStatus, reason: str) -> bool:
+        """Request a stop. The first latch decides CANCELLED vs TIMED_OUT.
+
+        A PENDING task becomes terminal at once. Returns False when the task is
+        already terminal or a stop was already latched.
+        """
+        if status not in _STOP_STATUSES:
+            raise ValueError(f"a stop must be CANCELLED or TIMED_OUT, not {status}")
+        with self._lock:
+            if self._status.is_terminal or self._stop_status is not None:
+                return False
+            self._stop_status = status
+            self.cancel_reason = reason
+            if status is SubagentStatus.TIMED_OUT:
+                self.error = f"TimeoutError: {reason}"
+            self.cancel_event.set()
+            self._on_event("cancel_requested", self, {"reason": reason, "as": status.value})
+            if self._status is SubagentStatus.PENDING:
+                self._finish(status)
+            return True
+
+    def _finish(
+        self,
+        status: SubagentStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        stop_reason: str | None = None,
+    ) -> bool:
+        """Write the terminal status. First write wins; a latched stop wins over
+        COMPLETED/FAILED. Returns False if the task was already terminal."""
+        if not status.is_terminal:
+            raise ValueError(f"{status} is not a terminal status")
+        with self._lock:
+            if self._status.is_terminal:
+                return False
+            final = self._stop_status or status
+            self._status = final
+            self.completed_at = _now()
+            if result is not None:
+                self.result = result
+            if final is SubagentStatus.FAILED:
+                self.error = error
+            if stop_reason is not None:
+                self.stop_reason = stop_reason
+            self._done.set()
+            self._on_event(final.value, self, {})
+            return True
+
+    def _add_ai_message(self, message: dict[str, Any], message_id: str) -> bool:
+        """Record an AI message once (by id). False for a duplicate or after the end."""
+        with self._lock:
+            if message_id in self._ai_message_ids or self._status.is_terminal:
+                return False
+            self._ai_message_ids.add(message_id)
+            self.ai_messages.append(message)
+            self._on_event("ai_message", self, {"message": message})
+            return True
