@@ -10,7 +10,7 @@ from typing import Any
 from ._config import INHERIT, SubagentConfig
 from ._context import current_runtime, current_task_id
 from ._default import get_default_runtime
-from ._models import ModelSpec
+from ._models import ModelSpec, check_shareable
 from ._result import SubagentResult
 from ._run import run_subagent
 from ._runtime import SubagentRuntime
@@ -50,6 +50,9 @@ class SubagentExecutor:
                     f"SubagentConfig.model of {config.name!r} is 'inherit' but no parent_model "
                     "was given; pass parent_model=... to the executor"
                 )
+        check_shareable(config.model, subagent=config.name)
+        if config.model == INHERIT:
+            check_shareable(parent_model, subagent=config.name)
         self.parent_model = parent_model
         self.trace_id = trace_id
         self._runtime = runtime

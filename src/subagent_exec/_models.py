@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 
 from ._config import INHERIT, ModelSpec
 
-__all__ = ["ModelSpec", "bind_to_running_loop", "resolve_model"]
+__all__ = ["ModelSpec", "bind_to_running_loop", "check_shareable", "resolve_model"]
 from ._errors import ModelBindingError
 
 AsyncClose = Callable[[], Awaitable[None]]
@@ -78,14 +78,9 @@ def bind_to_running_loop(
     import openai
 
     proxy = getattr(model, "openai_proxy", None)
-    if getattr(model, "http_async_client", None) is not None and not proxy:
+    if _has_own_async_client(model):
         if shared_instance:
-            raise ModelBindingError(
-                f"The chat model of sub-agent {subagent!r} carries its own http_async_client, "
-                "which is bound to one event loop and cannot be shared by sub-agents that each "
-                "run on their own loop. Fix: pass a factory so each run builds its own client, "
-                "e.g. model=lambda: ChatOpenAI(..., http_async_client=httpx.AsyncClient())"
-            )
+            check_shareable(model, subagent=subagent)
         # Built by the user's factory inside this run: it already belongs here.
         return model, _nothing_to_close
     client: Any = httpx.AsyncClient(proxy=proxy) if proxy else openai.DefaultAsyncHttpxClient()
@@ -100,3 +95,22 @@ def bind_to_running_loop(
         await client.aclose()
 
     return run_model, close
+
+
+def _has_own_async_client(model: Any) -> bool:
+    return (
+        getattr(model, "http_async_client", None) is not None
+        and not getattr(model, "openai_proxy", None)
+    )
+
+
+def check_shareable(spec: object, *, subagent: str) -> None:
+    """Refuse, at configuration time, a model instance that cannot be shared
+    between loops: one that carries a user-made async HTTP client."""
+    if isinstance(spec, BaseChatModel) and _has_own_async_client(spec):
+        raise ModelBindingError(
+            f"The chat model of sub-agent {subagent!r} carries its own http_async_client, "
+            "which is bound to one event loop and cannot be shared by sub-agents that each "
+            "run on their own loop. Fix: pass a factory so each run builds its own client, "
+            "e.g. model=lambda: ChatOpenAI(..., http_async_client=httpx.AsyncClient())"
+        )
