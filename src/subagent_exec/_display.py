@@ -51,11 +51,9 @@ def tree_lines(tasks: Iterable[SubagentResult], *, colour: bool = False) -> list
         for i, t in enumerate(kids):
             last = i == len(kids) - 1
             branch = "" if parent is None else ("└─ " if last else "├─ ")
-            label = status_label(t)
+            label = f"{status_label(t):<9}"
             if colour:
-                label = f"{_COLOURS[t.status]}{label:<9}{_RESET}"
-            else:
-                label = f"{label:<9}"
+                label = f"{_COLOURS[t.status]}{label}{_RESET}"
             detail = t.cancel_reason or t.error or ""
             if t.status is SubagentStatus.COMPLETED and t.result:
                 detail = t.result

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime.get(task_id).wait()  # type: ignore[union-attr]
         total = time.perf_counter() - started
         print("\nFinal statuses")
-        for label, task_id in ids.items():
+        for task_id in ids.values():
             h = runtime.get(task_id)
             assert h is not None
             outcome = h.result if h.result else (h.cancel_reason or h.error or "")
