@@ -326,7 +326,14 @@ class SubagentRuntime:
                     f"max_depth={self.max_depth}; finish this work without delegating or "
                     "raise SubagentRuntime(max_depth=...)"
                 )
-            if self.max_pending is not None and self._pending_count >= self.max_pending:
+            starts_now = self._free_slots > 0 or (
+                parent is not None and parent.lending > 0 and parent.lent_to is None
+            )
+            if (
+                self.max_pending is not None
+                and not starts_now
+                and self._pending_count >= self.max_pending
+            ):
                 raise CapacityError(
                     f"{self._pending_count} tasks are already waiting (max_pending="
                     f"{self.max_pending}); wait for some to finish or raise max_pending"
