@@ -41,6 +41,9 @@ class TaskEvent:
     status: str
     timestamp: float
     data: dict[str, Any] = field(default_factory=dict)
+    #: The task's owner (fixed at creation), so a host can filter events per user
+    #: without looking up a task that may already have been cleaned up.
+    owner: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -57,6 +60,7 @@ class TaskEvent:
             "status": self.status,
             "timestamp": self.timestamp,
             "data": self.data,
+            "owner": self.owner,
         }
 
 
@@ -92,6 +96,7 @@ class EventHub:
                 status=holder.status.value,
                 timestamp=time.time(),
                 data=data,
+                owner=getattr(holder, "owner", None),
             )
             watchers = list(self._watchers.get(holder.task_id, {}).values())
             has_subscribers = bool(self._subscribers)
@@ -103,6 +108,12 @@ class EventHub:
         if has_subscribers:
             self._queue.put(event)
         return event
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the latest event published (0 before the first one)."""
+        with self._lock:
+            return self._seq
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Call ``callback(event)`` for every later event, on the dispatcher thread."""

@@ -211,6 +211,12 @@ class SubagentRuntime:
         and one terminal event per task) on a dispatcher thread. Returns unsubscribe."""
         return self._events.subscribe(callback)
 
+    @property
+    def last_event_seq(self) -> int:
+        """The ``seq`` of the latest task event published. A subscriber that has
+        received this seq has received every event of every transition so far."""
+        return self._events.last_seq
+
     def stats(self) -> dict[str, int]:
         """Counts for monitoring: tasks by status, slots, live and abandoned threads."""
         with self._lock:
