@@ -214,7 +214,7 @@ class SubagentRuntime:
     @property
     def last_event_seq(self) -> int:
         """The ``seq`` of the latest task event published. A subscriber that has
-        received this seq has received every event of every transition so far."""
+        received this seq has every event published since it subscribed."""
         return self._events.last_seq
 
     def stats(self) -> dict[str, int]:
