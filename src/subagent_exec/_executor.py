@@ -7,6 +7,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackManager
+
 from ._config import INHERIT, SubagentConfig
 from ._context import current_runtime, current_task_id
 from ._default import get_default_runtime
@@ -69,7 +71,7 @@ class SubagentExecutor:
         parent_id: str | None = None,
         *,
         owner: str | None = None,
-        callbacks: Sequence[Any] = (),
+        callbacks: Sequence[Any] | BaseCallbackManager = (),
     ) -> str:
         """Start the sub-agent in the background and return its task id at once.
 
@@ -86,7 +88,7 @@ class SubagentExecutor:
             config=self.config,
             tools=self.tools,
             parent_model=self.parent_model,
-            callbacks=(*self._callbacks, *callbacks),
+            callbacks=_merge_callbacks(self._callbacks, callbacks),
         )
         holder = runtime.submit(
             subagent_name=self.config.name,
@@ -130,6 +132,19 @@ class SubagentExecutor:
         """
         task_id = self.execute_async(task)
         return await self.runtime.wait_terminal(task_id)
+
+
+def _merge_callbacks(
+    own: Sequence[Any], extra: Sequence[Any] | BaseCallbackManager
+) -> Sequence[Any] | BaseCallbackManager:
+    """The executor's handlers plus the call's; a manager stays a manager so the
+    tracing parent it carries (``parent_run_id``) survives."""
+    if isinstance(extra, BaseCallbackManager):
+        manager = extra.copy()
+        for handler in own:
+            manager.add_handler(handler, inherit=True)
+        return manager
+    return (*own, *extra)
 
 
 def _carried_context() -> contextvars.Context:

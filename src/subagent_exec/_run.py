@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable
 
@@ -116,7 +116,7 @@ async def run_subagent(
     config: SubagentConfig,
     tools: Sequence[Any],
     parent_model: ModelSpec | None,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[Any] | BaseCallbackManager = (),
 ) -> RunOutcome:
     """Build the sub-agent inside this loop, stream it, and return its answer."""
     checkpoint = StopCheckpoint(holder, config.max_turns)
@@ -133,7 +133,7 @@ async def run_subagent(
         checkpoint.check()
         messages: list[Any] = []
         run_config: dict[str, Any] = {
-            "callbacks": [checkpoint, *callbacks],
+            "callbacks": with_checkpoint(checkpoint, callbacks),
             # Supersteps, not model turns (max_turns is enforced by the
             # checkpoint); create_agent binds its own limit, which wins.
             "recursion_limit": max(25, 4 * config.max_turns + 5),
@@ -163,6 +163,22 @@ async def run_subagent(
                 await asyncio.wait_for(asyncio.shield(close()), CLOSE_TIMEOUT_SECONDS)
             except (TimeoutError, asyncio.CancelledError):
                 pass
+
+
+def with_checkpoint(
+    checkpoint: StopCheckpoint, callbacks: Sequence[Any] | BaseCallbackManager
+) -> list[Any] | BaseCallbackManager:
+    """The run's callbacks: ``checkpoint`` first, plus the caller's handlers.
+
+    A callback manager (the ``task`` tool passes one) is kept as a manager, so
+    its ``parent_run_id`` nests the sub-agent's runs under the caller's run.
+    """
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.handlers.insert(0, checkpoint)
+        manager.inheritable_handlers.insert(0, checkpoint)
+        return manager
+    return [checkpoint, *callbacks]
 
 
 def _record_ai_messages(holder: SubagentResult, messages: Sequence[Any]) -> None:
