@@ -196,6 +196,11 @@ class SubagentResult:
                 self.result = result
             if final is SubagentStatus.FAILED:
                 self.error = error
+            elif final is status and error is not None and self.error is None:
+                # A stop that ended abnormally (e.g. its cleanup timed out)
+                # says so; an error raised while unwinding a stop does not
+                # turn into the stop's error.
+                self.error = error
             if stop_reason is not None:
                 self.stop_reason = stop_reason
             self._done.set()

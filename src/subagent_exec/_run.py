@@ -18,7 +18,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableBinding
 
 from ._config import SubagentConfig
 from ._errors import MaxTurnsExceeded
@@ -147,7 +147,7 @@ async def run_subagent(
         stream = graph.astream(
             {"messages": [HumanMessage(content=holder.task)]},
             config=run_config,  # type: ignore[arg-type]
-            stream_mode="values",
+            **_stream_kwargs(graph),
         )
         async for state in stream:
             if isinstance(state, dict) and isinstance(state.get("messages"), list):
@@ -179,6 +179,17 @@ def with_checkpoint(
         manager.inheritable_handlers.insert(0, checkpoint)
         return manager
     return [checkpoint, *callbacks]
+
+
+def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
+    """``stream_mode="values"`` for LangGraph graphs only: any other Runnable
+    passes unknown keyword arguments on to the user's function, which fails."""
+    from langgraph.pregel import Pregel
+
+    target: Any = graph
+    while isinstance(target, RunnableBinding):
+        target = target.bound
+    return {"stream_mode": "values"} if isinstance(target, Pregel) else {}
 
 
 def _record_ai_messages(holder: SubagentResult, messages: Sequence[Any]) -> None:
