@@ -1,0 +1,77 @@
+"""``subagent-exec serve`` / ``python -m subagent_exec.server``: the demo server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: Open event streams never end by themselves; on Ctrl-C give them this long.
+GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST,
+        help=f"interface to listen on (default {DEFAULT_HOST}: this machine only)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--max-workers", type=int, default=8, help="sub-agents doing work at once (default 8)"
+    )
+    parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the demo app until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        print("subagent-exec serve needs: pip install 'subagent-exec[server]'", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"--port must be between 0 and 65535, got {args.port}", file=sys.stderr)
+        return 2
+    if args.max_workers < 1:
+        print(f"--max-workers must be >= 1, got {args.max_workers}", file=sys.stderr)
+        return 2
+
+    from .._runtime import SubagentRuntime
+    from ._app import create_app
+
+    # Bind first, so --port 0 can print the port it really got.
+    try:
+        sock = socket.create_server((args.host, args.port), reuse_port=False)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    runtime = SubagentRuntime(max_workers=args.max_workers, max_depth=3, name="server")
+    app = create_app(runtime)
+    config = uvicorn.Config(
+        app, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
+    )
+    print(f"subagent-exec: open http://{shown_host}:{port}/ in a browser (Ctrl-C to stop)")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        runtime.shutdown(cancel=True, wait=True, timeout=10.0)
+        sock.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m subagent_exec.server",
+        description="Serve the live run page and the task API for the bundled demo.",
+    )
+    add_serve_arguments(parser)
+    return serve(parser.parse_args(argv))

@@ -1,0 +1,302 @@
+"""The event buffer behind the Server-Sent Events endpoints.
+
+One :class:`EventBuffer` per router subscribes to the runtime once and keeps
+the latest ``capacity`` events in a ring, each rendered to its SSE frame once.
+Every connected stream is a :class:`StreamClient` that remembers only the seq
+it has sent last and reads the ring from there, so:
+
+* a slow client costs no memory beyond the ring (no per-client queues); if it
+  falls further behind than the ring holds, it is told so with a ``reset``
+  event and re-reads the task list;
+* a client that reconnects with ``Last-Event-ID`` gets exactly the events it
+  missed, as long as they are still in the ring.
+
+Runtime subscribers are called on the runtime's dispatcher thread; the buffer
+only appends under its own lock and *wakes* each client's event loop with
+``call_soon_threadsafe`` (at most one pending wake per client, so a burst of
+events costs one loop callback, not one per event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .._events import TaskEvent
+from .._runtime import SubagentRuntime
+
+logger = logging.getLogger("subagent_exec.server")
+
+
+@dataclass(frozen=True)
+class BufferedEvent:
+    """One task event as kept in the ring: what filtering needs, and its frame."""
+
+    seq: int
+    task_id: str
+    parent_id: str | None
+    owner: str | None
+    is_terminal: bool
+    frame: bytes
+
+
+def sse_frame(data: object, *, event: str | None = None, event_id: int | None = None) -> bytes:
+    """One Server-Sent Events frame. JSON never contains a raw newline, so the
+    data always fits on a single ``data:`` line."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":"), default=str))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+class StreamClient:
+    """One open event stream, living on the event loop of its HTTP request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready = asyncio.Event()
+        self._lock = threading.Lock()
+        self._wake_scheduled = False
+        self.closed = False
+
+    def wake(self) -> None:
+        """Called from any thread: new events (or a close) are waiting."""
+        with self._lock:
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._set_ready)
+        except RuntimeError:  # the server's loop is closed: nobody is reading
+            pass
+
+    def _set_ready(self) -> None:
+        with self._lock:
+            self._wake_scheduled = False
+        self._ready.set()
+
+    def arm(self) -> None:
+        """Call before reading the ring, so a wake that lands after the read
+        is not lost (it sets the flag again and the next wait returns at once)."""
+        self._ready.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a wake; False when ``timeout`` ran out first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class EventBuffer:
+    """A bounded, seq-ordered ring of the runtime's task events, shared by all
+    stream clients of one router."""
+
+    def __init__(self, runtime: SubagentRuntime, capacity: int = 10_000) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"event buffer capacity must be an int >= 1, got {capacity!r}")
+        self.runtime = runtime
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._ring: deque[BufferedEvent] = deque()
+        self._last_seq = 0
+        # The highest seq that left the ring: a client behind it missed events.
+        self._dropped_through = 0
+        self._clients: set[StreamClient] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe to the runtime (idempotent)."""
+        with self._lock:
+            if self._unsubscribe is not None:
+                return
+            self._unsubscribe = self.runtime.subscribe(self._on_event)
+
+    def stop(self) -> None:
+        """Unsubscribe and end every open stream (on app shutdown)."""
+        with self._lock:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+            clients = list(self._clients)
+        if unsubscribe is not None:
+            unsubscribe()
+        for client in clients:
+            client.closed = True
+            client.wake()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._unsubscribe is not None
+
+    # -- the runtime side (dispatcher thread) --------------------------------------
+
+    def _on_event(self, event: TaskEvent) -> None:
+        item = BufferedEvent(
+            seq=event.seq,
+            task_id=event.task_id,
+            parent_id=event.parent_id,
+            owner=event.owner,
+            is_terminal=event.is_terminal,
+            frame=sse_frame(event.to_dict(), event="task", event_id=event.seq),
+        )
+        with self._lock:
+            self._ring.append(item)
+            self._last_seq = item.seq
+            while len(self._ring) > self.capacity:
+                self._dropped_through = self._ring.popleft().seq
+            clients = list(self._clients)
+        for client in clients:
+            client.wake()
+
+    # -- the client side (server loop) ---------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest buffered event (0 before the first one)."""
+        with self._lock:
+            return self._last_seq
+
+    @property
+    def client_count(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def connect(self) -> StreamClient:
+        client = StreamClient(asyncio.get_running_loop())
+        with self._lock:
+            self._clients.add(client)
+        return client
+
+    def disconnect(self, client: StreamClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def read_after(self, seq: int) -> tuple[list[BufferedEvent], bool]:
+        """Buffered events newer than ``seq``, oldest first, and whether events
+        between ``seq`` and the first of them are lost (the ring overflowed)."""
+        with self._lock:
+            newer: list[BufferedEvent] = []
+            # Clients are usually near the head: walk from the newest end.
+            for item in reversed(self._ring):
+                if item.seq <= seq:
+                    break
+                newer.append(item)
+            gap = seq < self._dropped_through
+        newer.reverse()
+        return newer, gap
+
+
+RESET_REASON_OVERFLOW = "events were lost: this stream fell behind the server's event buffer"
+RESET_REASON_STALE = "Last-Event-ID is not from this server's event stream"
+
+
+async def event_frames(
+    buffer: EventBuffer,
+    *,
+    after: int | None,
+    select: Callable[[BufferedEvent], bool],
+    keepalive_seconds: float,
+    finished: Callable[[], bool] | None = None,
+) -> AsyncIterator[bytes]:
+    """The body of one event stream: buffered events newer than ``after``
+    (``None`` = from now on) that ``select`` keeps, as SSE frames.
+
+    With ``finished``, the stream ends once ``finished()`` is true and every
+    event the runtime had published at that moment has been sent, so the
+    terminal events are always in it. The stream registers with the buffer on
+    its first step (a body that is never iterated leaves nothing behind) and
+    leaves it when it ends for any reason, the client leaving included.
+    """
+    client = buffer.connect()
+    try:
+        yield b"retry: 2000\n\n"
+        last = buffer.last_seq if after is None else after
+        if last > buffer.last_seq:
+            yield sse_frame({"reason": RESET_REASON_STALE}, event="reset")
+            last = 0 if finished is not None else buffer.last_seq
+        check_end = finished is not None
+        flush_to: int | None = None
+        while not client.closed:
+            client.arm()
+            items, gap = buffer.read_after(last)
+            if gap:
+                yield sse_frame({"reason": RESET_REASON_OVERFLOW}, event="reset")
+                check_end = finished is not None  # a lost event may have been terminal
+            frames = []
+            for item in items:
+                if select(item):
+                    frames.append(item.frame)
+                    check_end = check_end or item.is_terminal
+            if items:
+                last = items[-1].seq
+            if frames:
+                yield b"".join(frames)
+            if finished is not None:
+                if check_end and flush_to is None and finished():
+                    flush_to = buffer.runtime.last_event_seq
+                check_end = False
+                if flush_to is not None and last >= flush_to:
+                    yield sse_frame({"last_seq": last}, event="end")
+                    return
+            if not await client.wait(keepalive_seconds):
+                yield b": keep-alive\n\n"
+    finally:
+        buffer.disconnect(client)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` response that stops streaming as soon as the
+    client goes away, whatever ASGI spec version the server speaks (Starlette
+    only listens for the disconnect below spec 2.4), so an idle stream's
+    generator is cancelled at once rather than at its next write."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        super().__init__(
+            content,
+            media_type=self.media_type,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:  # the client went away mid-write
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            # Run the generator's cleanup now (it may be parked at a yield when
+            # the client left), not whenever it happens to be garbage-collected.
+            with anyio.CancelScope(shield=True):
+                await _aclose(self.body_iterator)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
