@@ -31,6 +31,7 @@ from ._executor import SubagentExecutor
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
+from ._task_tool import SubagentMiddleware, TaskTool, make_task_tool
 
 __version__ = "0.1.0"
 
@@ -43,10 +44,12 @@ __all__ = [
     "SubagentConfig",
     "SubagentError",
     "SubagentExecutor",
+    "SubagentMiddleware",
     "SubagentResult",
     "SubagentRuntime",
     "SubagentStatus",
     "TaskEvent",
+    "TaskTool",
     "UnknownTaskError",
     "cleanup_background_task",
     "configure",
@@ -54,6 +57,7 @@ __all__ = [
     "get_current_task_id",
     "get_default_runtime",
     "list_background_tasks",
+    "make_task_tool",
     "request_cancel_background_task",
     "subscribe",
 ]
