@@ -195,6 +195,10 @@ def create_router(
         """Every event of your tasks as Server-Sent Events (``id:`` = seq). Starts
         now, or after ``Last-Event-ID`` / ``?after=`` (replayed from the buffer)."""
         start = resume_point(request, after)
+        if start is None:
+            # "From now on" means from this request, not from whenever the
+            # response body starts (the client may act on the headers first).
+            start = buffer.last_seq
         me = checked_owner(owner)
 
         def select(item: BufferedEvent) -> bool:
