@@ -24,6 +24,7 @@ from .server_support import (
 )
 
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+JSON = "application/json"
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +281,7 @@ def test_dependency_override_of_current_owner_in_a_prefixed_mount(
         ("GET", "/tasks", {"params": {"root": "maybe"}}, 422, None),
         ("GET", "/events", {"params": {"after": "-1"}}, 422, None),
         ("GET", "/events", {"headers": {"last-event-id": "abc"}}, 400, "Last-Event-ID"),
-        ("POST", "/runs", {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        ("POST", "/runs", {"content": b"{not json", "headers": {"content-type": JSON}},
          400, "not valid JSON"),
         ("POST", "/runs", {"json": ["a list"]}, 400, "must be a JSON object"),
         ("POST", "/runs", {"json": {"prompt": "x", "extra": 1}}, 400, "unknown field(s) 'extra'"),
@@ -387,7 +388,9 @@ def test_query_after_resumes_like_last_event_id_and_header_wins(
     assert [e.id for e in from_header] == [e.id for e in from_query[1:]]
 
 
-def test_stale_last_event_id_gets_a_reset(live: LiveServer, user: str, router: SubagentRouter) -> None:
+def test_stale_last_event_id_gets_a_reset(
+    live: LiveServer, user: str, router: SubagentRouter
+) -> None:
     client = live.client(user)
     future = router.event_buffer.last_seq + 1_000_000
     with client.stream("GET", "/events", headers={"last-event-id": str(future)}) as response:
