@@ -17,9 +17,11 @@ Progress goes to the caller's LangGraph stream as custom events, written
 from the caller's side: ``task_started``, one ``task_running`` per new AI
 message of the child, and exactly one of ``task_completed`` /
 ``task_failed`` / ``task_timed_out`` / ``task_cancelled``. Each carries
-``task_id``, ``tool_call_id``, ``subagent_type`` and ``parent_id``. Events of
-deeper levels stay in their own sub-agent's stream; watch the whole tree
-with ``runtime.subscribe``.
+``task_id``, ``tool_call_id``, ``subagent_type`` and ``parent_id``. A stream
+shows the delegations of its own agent only: deeper levels write into their
+own sub-agent's stream. The ``on_event`` listener of :func:`make_task_tool`
+sees every level (the tool is shared by the whole tree), and
+``runtime.subscribe`` sees every task.
 """
 
 from __future__ import annotations
@@ -475,9 +477,11 @@ def make_task_tool(
     so a sub-agent whose ``disallowed_tools`` no longer names ``"task"`` can
     delegate further. ``parent_model`` serves ``model="inherit"``.
     ``runtime`` defaults to the process-wide runtime at call time.
-    ``on_event`` also receives every progress event, on the caller's side:
-    the stream writer of a cancelled run is gone with its stream, so this is
-    how a host sees the terminal event of a run it cancelled.
+    ``on_event`` also receives every progress event, of every level of the
+    tree, on the thread of the agent that made the call (so it must be
+    thread-safe). The stream writer of a cancelled run is gone with its
+    stream; the listener is how a host sees the terminal event of a run it
+    cancelled.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("make_task_tool: name must be a non-empty string")
