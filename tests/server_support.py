@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from subagent_exec import SubagentRuntime
-from subagent_exec.server import SubagentRouter, create_router
+from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
 
 #: Generous: the machine has 2 shared cores; this bounds waits, it is no target.
 SETTLE = 15.0
@@ -31,13 +31,13 @@ def header_user(request: Request) -> str | None:
 class LiveServer:
     """uvicorn serving ``app`` in a background thread, on its own event loop."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, *, graceful_seconds: float = 2.0) -> None:
         self.app = app
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"
+            app, log_level="warning", timeout_graceful_shutdown=graceful_seconds, lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.loop = asyncio.new_event_loop()
@@ -84,6 +84,8 @@ class LiveServer:
 def make_app(runtime: SubagentRuntime, **router_options: Any) -> tuple[FastAPI, SubagentRouter]:
     """A host app mounting the router at the root, users from the X-User header."""
     router_options.setdefault("owner_dependency", header_user)
+    # The bundled demo at double pace: sub-agents still take about a second.
+    router_options.setdefault("start_run", demo_run_starter(0.5))
     router = create_router(runtime, **router_options)
     app = FastAPI()
     app.include_router(router)

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._app import create_app
 from ._router import SubagentRouter, create_router, current_owner
-from ._runs import DEFAULT_PROMPT, RunStarter, start_demo_run
+from ._runs import DEFAULT_PROMPT, RunStarter, demo_run_starter, start_demo_run
 from ._stream import EventBuffer
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "create_app",
     "create_router",
     "current_owner",
+    "demo_run_starter",
     "start_demo_run",
 ]

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from .._config import SubagentConfig
 from .._executor import SubagentExecutor
 from .._runtime import SubagentRuntime
+from ..demo_agents import DEMO_QUESTION, build_demo_lead_agent
 
 #: The prompt of a demo run when the request does not give one.
-DEFAULT_PROMPT = "Compare solid-state batteries and heat pumps for a short briefing."
+DEFAULT_PROMPT = DEMO_QUESTION
 #: The demo's lead agent may take a while (its sub-agents take several
 #: seconds); the deadline is there so an abandoned demo run cannot live forever.
 LEAD_TIMEOUT_SECONDS = 300.0
@@ -35,61 +36,27 @@ class RunStarter(Protocol):
     def __call__(self, runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str: ...
 
 
-def start_demo_run(runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str:
-    """Start the bundled demo lead agent (offline scripted models) as a root task."""
+def demo_run_starter(speed: float = 1.0) -> RunStarter:
+    """A :class:`RunStarter` for the bundled demo lead agent (offline scripted
+    models); ``speed`` scales its latencies (1.0: a run takes about 6 s)."""
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed >= 0:
+        raise ValueError(f"speed must be a number >= 0, got {speed!r}")
 
-    def build_lead_graph() -> Any:
-        # Called once per run on the run's own loop (see SubagentConfig).
-        return _stand_in_lead_agent(runtime)
+    def start(runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str:
+        def build_lead_graph() -> Any:
+            # Called once per run, on the run's own loop (see SubagentConfig).
+            return build_demo_lead_agent(runtime, speed=speed)
 
-    config = SubagentConfig(
-        name="lead-agent",
-        description="the bundled demo lead agent",
-        graph_factory=build_lead_graph,
-        timeout_seconds=LEAD_TIMEOUT_SECONDS,
-    )
-    return SubagentExecutor(config, runtime=runtime).execute_async(prompt, owner=owner)
+        config = SubagentConfig(
+            name="lead-agent",
+            description="the bundled demo lead agent",
+            graph_factory=build_lead_graph,
+            timeout_seconds=LEAD_TIMEOUT_SECONDS,
+        )
+        return SubagentExecutor(config, runtime=runtime).execute_async(prompt, owner=owner)
+
+    return start
 
 
-def _stand_in_lead_agent(runtime: SubagentRuntime) -> Any:  # TEMPORARY until demo_agents lands
-    import asyncio
-
-    from langchain.agents import create_agent
-    from langchain_core.tools import tool
-
-    from ..testing import ScriptedChatModel, tool_call, tool_calls
-
-    @tool
-    async def web_search(query: str) -> str:
-        """Search."""
-        await asyncio.sleep(2.0)
-        return "results"
-
-    researcher = SubagentConfig(
-        name="researcher",
-        model=lambda: ScriptedChatModel(
-            script={"": [tool_call("web_search", {"query": "x"}), "found it"]}, latency=1.0
-        ),
-        tools=["web_search"],
-        timeout_seconds=60,
-    )
-
-    @tool
-    async def task(description: str, prompt: str, subagent_type: str) -> str:
-        """Delegate."""
-        holder = await SubagentExecutor(researcher, [web_search], runtime=runtime).aexecute(prompt)
-        return holder.result or holder.status.value
-
-    model = ScriptedChatModel(
-        script={
-            "": [
-                tool_calls(
-                    ("task", {"description": "a", "prompt": "one", "subagent_type": "r"}),
-                    ("task", {"description": "b", "prompt": "two", "subagent_type": "r"}),
-                ),
-                "done",
-            ]
-        },
-        latency=0.3,
-    )
-    return create_agent(model, tools=[task])
+#: What ``POST /runs`` starts by default: the demo at its normal pace.
+start_demo_run: RunStarter = demo_run_starter()
