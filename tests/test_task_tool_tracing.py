@@ -214,3 +214,27 @@ def test_the_calling_sub_agents_turn_budget_does_not_reach_its_child(
         "researcher": SubagentStatus.COMPLETED,
     }
     assert child_model.call_count == 3
+
+
+def test_astream_events_of_the_lead_include_the_childs_runs_under_the_tool(
+    runtime: SubagentRuntime,
+) -> None:
+    child_model = ScriptedChatModel(default="CHILD ANSWER")
+    task = make_task_tool([researcher(child_model)], tools=[lookup], runtime=runtime)
+    agent = lead_agent([delegate(task_call("researcher", "anything")), "lead done"], task)
+
+    async def run() -> list[dict[str, Any]]:
+        return [
+            event
+            async for event in agent.astream_events({"messages": [("user", "go")]}, version="v2")
+        ]
+
+    events = asyncio.run(run())
+    [tool_start] = [e for e in events if e["event"] == "on_tool_start" and e["name"] == "task"]
+    [child_end] = [
+        e
+        for e in events
+        if e["event"] == "on_chat_model_end" and e["data"]["output"].text == "CHILD ANSWER"
+    ]
+    assert tool_start["run_id"] in child_end["parent_ids"]
+    assert any(e["event"] == "on_chain_start" and e["name"] == "researcher" for e in events)
