@@ -1,0 +1,50 @@
+"""The scenarios of issue 4, in the order the issue lists them.
+
+Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..core import Options, ScenarioResult
+from . import (
+    deadline,
+    dispatch,
+    handback,
+    isolation,
+    memory,
+    scale,
+    stop_pending,
+    stop_running,
+    stop_tree,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    run: Callable[[Options], ScenarioResult]
+
+
+def _scenario(module: ModuleType) -> Scenario:
+    return Scenario(name=module.NAME, title=module.TITLE, run=module.run)
+
+
+SCENARIOS: list[Scenario] = [
+    _scenario(module)
+    for module in (
+        stop_running,
+        stop_pending,
+        stop_tree,
+        deadline,
+        handback,
+        isolation,
+        dispatch,
+        scale,
+        memory,
+    )
+]

@@ -1,0 +1,121 @@
+"""Scenario 7: dispatch overhead. Trivial sub-agents (``create_agent`` over a
+ScriptedChatModel that answers at once) run one after the other
+
+* through the executor: ``SubagentExecutor.execute`` from a plain thread, and
+  ``aexecute`` awaited from a lead loop;
+* directly: the same agent built and awaited with ``await graph.ainvoke`` in
+  one event loop (the executor builds the agent per run too, so both sides do
+  the same work).
+
+Both sides alternate in rounds so machine noise hits them alike. The ratio
+of medians is the relative cost; the difference of medians is the absolute
+per-task overhead of running a sub-agent through the executor (own loop,
+worker thread, registry, events, stop checkpoints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage
+
+from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime, SubagentStatus
+from subagent_exec.testing import ScriptedChatModel
+
+from ..core import Figure, Options, ScenarioResult, Target, median
+
+NAME = "dispatch"
+TITLE = "7. dispatch overhead"
+
+
+def run(options: Options) -> ScenarioResult:
+    rounds = 4 if options.quick else 10
+    per_round = 25 if options.quick else 100
+    result = ScenarioResult(NAME, TITLE, params={"rounds": rounds, "tasks_per_round": per_round})
+    model = ScriptedChatModel(default="done", latency=0.0)
+    direct: list[float] = []
+    executed: list[float] = []
+    awaited: list[float] = []
+    with SubagentRuntime(max_workers=8, name="bench-dispatch") as runtime:
+        executor = SubagentExecutor(SubagentConfig(name="trivial", model=model), runtime=runtime)
+        # Warm-up: first runs pay imports and caches on both paths.
+        asyncio.run(_direct(model, 10, []))
+        _through_executor(executor, 10, [])
+        for _ in range(rounds):
+            direct_started = len(direct)
+            asyncio.run(_direct(model, per_round, direct))
+            assert len(direct) == direct_started + per_round
+            _through_executor(executor, per_round, executed)
+            asyncio.run(_through_aexecute(executor, per_round, awaited))
+
+    base = median(direct)
+    result.add(Figure("direct: await graph.ainvoke", "µs", samples=[s * 1e6 for s in direct]))
+    result.add(Figure("executor: execute()", "µs", samples=[s * 1e6 for s in executed]))
+    result.add(Figure("executor: await aexecute()", "µs", samples=[s * 1e6 for s in awaited]))
+    result.add(
+        Figure(
+            "execute() / direct (medians)",
+            "ratio",
+            value=median(executed) / base,
+            target=Target("value", "<=", 1.3),
+        )
+    )
+    result.add(
+        Figure(
+            "per-task overhead, execute()",
+            "µs",
+            value=(median(executed) - base) * 1e6,
+            note="median(executor) - median(direct)",
+        )
+    )
+    result.add(
+        Figure(
+            "aexecute() / direct (medians)",
+            "ratio",
+            value=median(awaited) / base,
+            target=Target("value", "<=", 1.3),
+        )
+    )
+    result.add(
+        Figure(
+            "per-task overhead, aexecute()",
+            "µs",
+            value=(median(awaited) - base) * 1e6,
+        )
+    )
+    return result
+
+
+async def _direct(model: ScriptedChatModel, count: int, into: list[float]) -> None:
+    for i in range(count):
+        started = time.perf_counter()
+        graph = create_agent(model, tools=[])
+        await graph.ainvoke({"messages": [HumanMessage(content=f"trivial {i}")]})
+        into.append(time.perf_counter() - started)
+
+
+def _through_executor(executor: SubagentExecutor, count: int, into: list[float]) -> None:
+    runtime = executor.runtime
+    for i in range(count):
+        started = time.perf_counter()
+        holder = executor.execute(f"trivial {i}")
+        into.append(time.perf_counter() - started)
+        _check(holder.status, holder.error)
+        runtime.cleanup(holder.task_id)
+
+
+async def _through_aexecute(executor: SubagentExecutor, count: int, into: list[float]) -> None:
+    runtime = executor.runtime
+    for i in range(count):
+        started = time.perf_counter()
+        holder = await executor.aexecute(f"trivial {i}")
+        into.append(time.perf_counter() - started)
+        _check(holder.status, holder.error)
+        runtime.cleanup(holder.task_id)
+
+
+def _check(status: SubagentStatus, error: str | None) -> None:
+    if status is not SubagentStatus.COMPLETED:
+        raise RuntimeError(f"a trivial sub-agent ended {status.value}: {error}")
