@@ -116,6 +116,9 @@ def test_stop_root_cancels_every_descendant_and_the_stream_ends_with_terminal_ev
     terminal = [e for e in task_events if e.kind in TERMINAL]
     assert sorted(e.data["task_id"] for e in terminal) == sorted(tree)
     assert {e.kind for e in terminal} == {"cancelled"}
+    # A terminal event says why, so a page needs no extra request.
+    reasons = {e.data["task_id"]: e.data["outcome"]["cancel_reason"] for e in terminal}
+    assert reasons[root] == "user pressed Stop"
     # The terminal events close the stream: nothing but "end" follows them.
     last_terminal = max(seen.index(e) for e in terminal)
     assert [e.event for e in seen[last_terminal + 1 :]] == ["end"]

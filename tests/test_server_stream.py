@@ -29,6 +29,9 @@ class FakeRuntime:
         self.callbacks: list[Callable[[TaskEvent], None]] = []
         self.last_event_seq = 0
 
+    def get(self, task_id: str) -> None:
+        return None  # no holders: terminal events go out without an outcome
+
     def subscribe(self, callback: Callable[[TaskEvent], None]) -> Callable[[], None]:
         self.callbacks.append(callback)
         return lambda: self.callbacks.remove(callback)

@@ -49,6 +49,16 @@ class BufferedEvent:
     frame: bytes
 
 
+#: Longest text an event carries in its ``outcome`` (GET /tasks/{id} has it all).
+OUTCOME_TEXT_CHARS = 2000
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= OUTCOME_TEXT_CHARS:
+        return text
+    return text[:OUTCOME_TEXT_CHARS] + "…"
+
+
 def sse_frame(data: object, *, event: str | None = None, event_id: int | None = None) -> bytes:
     """One Server-Sent Events frame. JSON never contains a raw newline, so the
     data always fits on a single ``data:`` line."""
@@ -147,13 +157,26 @@ class EventBuffer:
     # -- the runtime side (dispatcher thread) --------------------------------------
 
     def _on_event(self, event: TaskEvent) -> None:
+        payload = event.to_dict()
+        if event.is_terminal:
+            # The terminal event itself says only the status; a page wants the
+            # why at once, without one GET per ended task. The holder no longer
+            # changes once terminal, so this read is consistent.
+            holder = self.runtime.get(event.task_id)
+            if holder is not None:
+                payload["outcome"] = {
+                    "result": _clip(holder.result),
+                    "error": _clip(holder.error),
+                    "cancel_reason": _clip(holder.cancel_reason),
+                    "stop_reason": holder.stop_reason,
+                }
         item = BufferedEvent(
             seq=event.seq,
             task_id=event.task_id,
             parent_id=event.parent_id,
             owner=event.owner,
             is_terminal=event.is_terminal,
-            frame=sse_frame(event.to_dict(), event="task", event_id=event.seq),
+            frame=sse_frame(payload, event="task", event_id=event.seq),
         )
         with self._lock:
             self._ring.append(item)

@@ -85,7 +85,13 @@
         t.messages += 1;
         break;
       default:
-        if (TERMINAL.has(ev.kind) && !TERMINAL.has(t.status)) t.completedAt = ev.timestamp;
+        if (TERMINAL.has(ev.kind) && !TERMINAL.has(t.status)) {
+          t.completedAt = ev.timestamp;
+          const outcome = ev.outcome || {};
+          t.result = outcome.result ?? t.result;
+          t.error = outcome.error ?? t.error;
+          t.reason = outcome.cancel_reason ?? t.reason;
+        }
     }
     setStatus(t, ev.status);
   }
@@ -228,7 +234,7 @@
   function elapsedOf(t) {
     if (t.startedAt === null) return null;
     const end = t.completedAt ?? Date.now() / 1000 + clockOffset;
-    return end - t.startedAt;
+    return Math.max(0, end - t.startedAt); // clocks are read on two machines
   }
 
   function detailOf(t) {

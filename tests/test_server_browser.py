@@ -1,0 +1,257 @@
+"""The live run page in headless Chromium (Debian's ``chromium`` and
+``chromium-driver`` packages, installed by the set-up below when missing).
+
+Screenshots go to ``artifacts/`` (gitignored) as test artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
+from subagent_exec.demo_agents import build_demo_lead_agent
+from subagent_exec.server import create_router, demo_run_starter
+
+from .server_support import SETTLE, LiveServer, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--window-size=1280,900",
+)
+TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+
+
+@pytest.fixture(scope="session")
+def chromium_installed() -> None:
+    """Install Debian's chromium + chromium-driver if they are missing (CI
+    machines start without a browser; nothing is downloaded at run time)."""
+    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail(
+            f"{CHROMIUM} / {CHROMEDRIVER} missing; install them with "
+            "`apt-get install -y chromium chromium-driver` (needs root)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait_lock = ["-o", "DPkg::Lock::Timeout=300"]
+    for command in (
+        ["apt-get", *wait_lock, "update"],
+        ["apt-get", *wait_lock, "install", "-y", "--no-install-recommends",
+         "chromium", "chromium-driver"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            output = f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+            pytest.fail(f"{' '.join(command)} failed:\n{output}")
+    assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
+
+
+@pytest.fixture
+def browser(
+    chromium_installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(SETTLE)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def odd_run_starter(runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str:
+    """POST /runs for the page tests: the demo, or a run that fails / times out."""
+    if prompt == "fail":
+        def broken() -> Any:
+            raise RuntimeError("the lead agent could not be built")
+
+        config = SubagentConfig(name="broken-lead", graph_factory=broken)
+    elif prompt == "time out":
+        config = SubagentConfig(
+            name="hasty-lead", timeout_seconds=1.2,
+            graph_factory=lambda: build_demo_lead_agent(runtime, speed=1.0),
+        )
+    else:
+        return demo_run_starter(1.0)(runtime, prompt=prompt, owner=owner)
+    return SubagentExecutor(config, runtime=runtime).execute_async(prompt, owner=owner)
+
+
+@pytest.fixture
+def page_server() -> Iterator[tuple[LiveServer, SubagentRuntime]]:
+    # A grace period before the interrupt keeps "Stopping…" on screen long
+    # enough to be seen; the chips must still all end "cancelled".
+    runtime = SubagentRuntime(
+        max_workers=8, max_depth=3, cancel_grace_seconds=1.0, cleanup_timeout_seconds=3.0,
+        name="page",
+    )
+    app = FastAPI()
+    app.include_router(create_router(runtime, start_run=odd_run_starter))
+    server = LiveServer(app, graceful_seconds=0.5).start()
+    yield server, runtime
+    server.stop()
+    assert runtime.shutdown(cancel=True, wait=True, timeout=30.0)
+
+
+def chips(driver: Any) -> dict[str, tuple[str, str]]:
+    """task id -> (data-status, visible text) of every chip on the page."""
+    rows = driver.execute_script(
+        """return [...document.querySelectorAll('.task')].map(t => {
+             const chip = t.querySelector(':scope > .row .chip');
+             return [t.dataset.taskId, chip.dataset.status, chip.textContent];
+           });"""
+    )
+    return {task_id: (status, text) for task_id, status, text in rows}
+
+
+def server_statuses(server: LiveServer) -> dict[str, str]:
+    return {t["task_id"]: t["status"] for t in server.client().get("/tasks").json()["tasks"]}
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    return path
+
+
+@pytest.mark.timeout(900)  # the first browser test may install Chromium
+def test_page_shows_the_tree_live_and_stop_turns_every_chip_cancelled(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, _ = page_server
+    browser.get(server.base_url + "/")
+    wait_for(
+        lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live",
+        "the page's event stream",
+    )
+    browser.find_element(By.ID, "start-run").click()
+    # The tree fills in from the event stream: lead agent, researchers, fact-checkers.
+    wait_for(
+        lambda: sum(1 for s, _ in chips(browser).values() if s == "running") >= 5,
+        "five running tasks on the page",
+    )
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".name")]
+    assert names[0] == "lead-agent" and {"researcher", "fact-checker"} <= set(names)
+    nested = browser.find_elements(By.CSS_SELECTOR, ".children .children .task")
+    assert nested, "grandchildren are drawn under their parent"
+    elapsed = browser.find_element(By.CSS_SELECTOR, ".run > .row .elapsed").text
+    assert elapsed.endswith(" s"), elapsed
+    screenshot(browser, "server-page-running.png")
+
+    stop = browser.find_element(By.CSS_SELECTOR, ".run > .row button.stop")
+    stop.click()
+    assert stop.text == "Stopping…" and not stop.is_enabled()
+    # The stop reaches the whole tree: every sub-agent says so while unwinding.
+    wait_for(
+        lambda: all(s == "stopping" for s, _ in chips(browser).values()), "every chip stopping"
+    )
+    buttons = browser.find_elements(By.CSS_SELECTOR, "button.stop")
+    assert all(b.text == "Stopping…" and not b.is_enabled() for b in buttons)
+    screenshot(browser, "server-page-stopping.png")
+
+    wait_for(
+        lambda: all(c == ("cancelled", "cancelled") for c in chips(browser).values()),
+        "every chip cancelled",
+    )
+    assert not any(b.is_displayed() for b in browser.find_elements(By.CSS_SELECTOR, "button.stop"))
+    assert set(chips(browser)) == set(server_statuses(server))
+    assert set(server_statuses(server).values()) == {"cancelled"}
+    before = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".elapsed")]
+    time.sleep(0.5)
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".elapsed")] == before, (
+        "elapsed times stop when the tasks end"
+    )
+    screenshot(browser, "server-page-cancelled.png")
+
+
+@pytest.mark.timeout(900)
+def test_cancelled_failed_and_timed_out_look_different(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    server, _ = page_server
+    browser.get(server.base_url + "/")
+    client = server.client()
+    for prompt in ("fail", "time out", "a run to stop"):
+        assert client.post("/runs", json={"prompt": prompt}).status_code == 202
+    stoppable = [t for t in client.get("/tasks").json()["tasks"] if t["task"] == "a run to stop"]
+    client.post(f"/tasks/{stoppable[0]['task_id']}/stop")
+    wait_for(lambda: set(server_statuses(server).values()) <= TERMINAL, "all runs end", 20)
+    wait_for(lambda: len(chips(browser)) == len(server_statuses(server)), "page caught up")
+    shown = chips(browser)
+    statuses = server_statuses(server)
+    assert {s for s, _ in shown.values()} == {"failed", "timed_out", "cancelled"}
+    for task_id, status in statuses.items():
+        label = {"timed_out": "timed out"}.get(status, status)
+        assert shown[task_id] == (status, label)
+    details = browser.execute_script(
+        """return Object.fromEntries([...document.querySelectorAll('.task')].map(t =>
+             [t.querySelector(':scope > .row .chip').dataset.status,
+              t.querySelector(':scope > .row .detail').textContent]));"""
+    )
+    assert "could not be built" in details["failed"]  # the error, from the event alone
+    assert "exceeded timeout_seconds=1.2" in details["timed_out"]
+    colours = browser.execute_script(
+        """const out = {};
+           for (const chip of document.querySelectorAll('.chip')) {
+             const style = getComputedStyle(chip);
+             out[chip.dataset.status] = [style.backgroundColor, style.color];
+           }
+           return out;"""
+    )
+    assert len({tuple(c) for c in colours.values()}) == 3, colours
+    # "cancelled" is neutral: a grey, not a warning or error colour.
+    red, green, blue = (int(v) for v in colours["cancelled"][0][4:-1].split(",")[:3])
+    assert max(red, green, blue) - min(red, green, blue) < 24, colours["cancelled"]
+    screenshot(browser, "server-page-statuses.png")
+
+
+@pytest.mark.timeout(900)
+def test_page_stays_correct_under_a_burst_of_events(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    server, _ = page_server
+    browser.get(server.base_url + "/")
+    client = server.client()
+    wait_for(lambda: browser.execute_script("return window.subagentExecPage !== undefined"), "page")
+    roots = [client.post("/runs").json()["task_id"] for _ in range(20)]
+    time.sleep(0.8)  # let sub-agents start, so the stops cascade through trees
+    for root in roots:
+        client.post(f"/tasks/{root}/stop")
+    wait_for(lambda: set(server_statuses(server).values()) <= TERMINAL, "all runs end", 30)
+    expected = server_statuses(server)
+    assert len(expected) > len(roots), "the runs had sub-agents when they were stopped"
+    wait_for(
+        lambda: {k: s for k, (s, _) in chips(browser).items()} == expected,
+        "the page shows exactly the server's final statuses",
+    )
+    runs = browser.execute_script("return document.querySelectorAll('#runs > .run').length")
+    assert runs == len(roots), "every run is a card; every sub-agent sits under its parent"
