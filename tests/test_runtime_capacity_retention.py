@@ -15,9 +15,24 @@ from freezegun import freeze_time
 from langchain_core.messages import AIMessage
 from langgraph.graph import MessagesState
 
-from subagent_exec import CapacityError, SubagentExecutor, SubagentRuntime, SubagentStatus
+from subagent_exec import (
+    CapacityError,
+    SubagentExecutor,
+    SubagentResult,
+    SubagentRuntime,
+    SubagentStatus,
+)
 
-from .helpers import SETTLE, Probe, executor, graph_of, reply_graph, slow_graph, terminal
+from .helpers import (
+    SETTLE,
+    Probe,
+    executor,
+    graph_of,
+    reply_graph,
+    slow_graph,
+    terminal,
+    wait_until,
+)
 
 
 class Concurrency:
@@ -320,3 +335,53 @@ def test_ttl_evicts_in_completion_order(make_runtime: Callable[..., SubagentRunt
         assert runtime.get(young) is not None
         frozen.tick(timedelta(seconds=6))
         assert runtime.list_tasks() == []
+
+
+def test_execute_and_aexecute_return_results_that_retention_already_evicted(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    """With ``retain_max=0`` a task is forgotten the moment it ends; the caller
+    of ``execute``/``aexecute`` still gets its holder. A child started from a
+    stopping parent ends (CANCELLED) inside ``execute_async`` itself, so a
+    lookup by id afterwards would always miss it."""
+    runtime = make_runtime(max_workers=2, retain_max=0)
+    outcomes: list[SubagentResult] = []
+    errors: list[BaseException] = []
+    parent_started = threading.Event()
+    child = executor(runtime, reply_graph("child"), name="child")
+
+    def parent_factory() -> Any:
+        async def node(state: MessagesState) -> dict[str, Any]:
+            parent_started.set()
+            try:
+                await asyncio.sleep(30)
+            finally:
+                try:
+                    outcomes.append(await child.aexecute("from a stopping parent"))
+                except BaseException as exc:
+                    errors.append(exc)
+            return {"messages": [AIMessage(content="never")]}
+
+        return graph_of(node)
+
+    parent_id = executor(runtime, parent_factory, name="parent").execute_async("parent")
+    assert parent_started.wait(SETTLE)
+    runtime.request_cancel(parent_id, "stop")
+    assert wait_until(lambda: bool(outcomes or errors))
+    assert errors == []
+    assert outcomes[0].status is SubagentStatus.CANCELLED
+    # Sync execute from many threads: each call gets its own finished holder.
+    results: list[SubagentResult] = []
+
+    def run_many() -> None:
+        for _ in range(30):
+            results.append(child.execute("quick", timeout=SETTLE))
+
+    threads = [threading.Thread(target=run_many) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 90
+    assert {r.status for r in results} == {SubagentStatus.COMPLETED}
+    assert runtime.list_tasks() == []

@@ -78,9 +78,24 @@ class SubagentExecutor:
         ``parent_id`` defaults to the sub-agent this is called from (if any, on
         the same runtime), so nested calls build the tree by themselves.
         """
+        return self._start(
+            self.runtime, task, task_id, parent_id, owner=owner, callbacks=callbacks
+        ).task_id
+
+    def _start(
+        self,
+        runtime: SubagentRuntime,
+        task: str,
+        task_id: str | None = None,
+        parent_id: str | None = None,
+        *,
+        owner: str | None = None,
+        callbacks: Sequence[Any] | BaseCallbackManager = (),
+    ) -> SubagentResult:
+        # Returns the holder itself: with a small retain_max a task that ends
+        # at once may be evicted before a lookup by id could find it.
         if not isinstance(task, str) or not task.strip():
             raise ValueError("task must be a non-empty string describing the work")
-        runtime = self.runtime
         if parent_id is None and current_runtime.get() is runtime:
             parent_id = current_task_id.get()
         run = functools.partial(
@@ -101,7 +116,7 @@ class SubagentExecutor:
             owner=owner,
             context=_carried_context(),
         )
-        return holder.task_id
+        return holder
 
     def execute(self, task: str, timeout: float | None = None) -> SubagentResult:
         """Run the sub-agent and block until it is terminal.
@@ -110,9 +125,8 @@ class SubagentExecutor:
         the sub-agent is cancelled, and we wait (bounded) for it to unwind.
         """
         runtime = self.runtime
-        task_id = self.execute_async(task)
-        holder = runtime.get(task_id)
-        assert holder is not None
+        holder = self._start(runtime, task)
+        task_id = holder.task_id
         try:
             finished = holder.wait(timeout)
         except BaseException:
@@ -130,8 +144,8 @@ class SubagentExecutor:
         A ``CancelledError`` here cancels the sub-agent and propagates once the
         sub-agent has stopped (bounded by the runtime's cleanup timeout).
         """
-        task_id = self.execute_async(task)
-        return await self.runtime.wait_terminal(task_id)
+        runtime = self.runtime
+        return await runtime.wait_terminal(self._start(runtime, task))
 
 
 def _merge_callbacks(

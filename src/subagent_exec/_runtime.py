@@ -383,7 +383,9 @@ class SubagentRuntime:
             logger.debug("%s submitted %s (depth %d)", _log_extra(holder), subagent_name, depth)
             return holder
 
-    async def wait_terminal(self, task_id: str, *, forward_cancel: bool = True) -> SubagentResult:
+    async def wait_terminal(
+        self, task: str | SubagentResult, *, forward_cancel: bool = True
+    ) -> SubagentResult:
         """Await a task's terminal status on the caller's loop, without polling.
 
         The caller's loop is woken by the terminal transition itself. When
@@ -392,10 +394,8 @@ class SubagentRuntime:
         in the caller cancels the task, waits (shielded, bounded by
         ``cleanup_timeout_seconds`` + 1 s) for it to unwind, then propagates.
         """
-        holder = self.get(task_id)
-        if holder is None:
-            raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
-        waiter = self.terminal_waiter(task_id)
+        waiter = self.terminal_waiter(task)
+        task_id = task if isinstance(task, str) else task.task_id
         try:
             with self._lending(current_task_id.get()):
                 try:
@@ -414,20 +414,29 @@ class SubagentRuntime:
         finally:
             if not waiter.done():
                 waiter.cancel()
-        return holder
+        return waiter.result()
 
     def terminal_waiter(
-        self, task_id: str, on_event: EventCallback | None = None
+        self, task: str | SubagentResult, on_event: EventCallback | None = None
     ) -> asyncio.Future[SubagentResult]:
         """A future on the running loop, resolved by the task's terminal event.
+
+        Given the holder (not just the id), a task already evicted by
+        retention still resolves: only terminal tasks are ever evicted.
 
         ``on_event`` (optional) is called on the caller's loop for each later
         event of the task, in order (used by the ``task`` tool for progress).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SubagentResult] = loop.create_future()
+        task_id = task if isinstance(task, str) else task.task_id
         with self._lock:
             entry = self._tasks.get(task_id)
+            if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
+                entry = None
+                if task.is_terminal:
+                    future.set_result(task)
+                    return future
             if entry is None:
                 raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
             holder = entry.holder
