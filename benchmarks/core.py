@@ -233,6 +233,23 @@ def os_thread_count() -> int:
     return int(psutil.Process().num_threads())
 
 
+def settled_thread_count(timeout: float = 2.0) -> int:
+    """The OS thread count once it stopped changing for 50 ms.
+
+    ``Thread.join`` returns before the OS thread is fully gone, so a count
+    taken right after a shutdown may still see a thread on its way out.
+    """
+    deadline = time.monotonic() + timeout
+    last = os_thread_count()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = os_thread_count()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 class RssSampler:
     """Samples this process's RSS every ``interval`` seconds; keeps the peak."""
 

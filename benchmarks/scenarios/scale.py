@@ -18,7 +18,15 @@ import time
 from subagent_exec import SubagentConfig, SubagentExecutor, SubagentResult, SubagentRuntime
 
 from ..agents import sleep_graph
-from ..core import Figure, Options, RssSampler, ScenarioResult, Target, os_thread_count, rss_mib
+from ..core import (
+    Figure,
+    Options,
+    RssSampler,
+    ScenarioResult,
+    Target,
+    rss_mib,
+    settled_thread_count,
+)
 
 NAME = "scale"
 TITLE = "8. scale"
@@ -47,7 +55,8 @@ def run(options: Options) -> ScenarioResult:
 
 
 def _one_pool(result: ScenarioResult, workers: int, tasks: int, rng: random.Random) -> None:
-    threads_before = os_thread_count()
+    threads_before = settled_thread_count()
+    python_threads_before = threading.active_count()
     rss_before = rss_mib()
     targets = sorted(rng.sample(range(tasks), int(tasks * CANCEL_SHARE)))
     with RssSampler() as rss:
@@ -68,9 +77,10 @@ def _one_pool(result: ScenarioResult, workers: int, tasks: int, rng: random.Rand
             holder.wait(120.0)
         elapsed = time.perf_counter() - started
         canceller.join()
-        stats = runtime.stats()
         shut = runtime.shutdown(cancel=True, wait=True, timeout=30.0)
-    threads_after = os_thread_count()
+        stats = runtime.stats()
+    threads_after = settled_thread_count()
+    python_threads_after = threading.active_count()
 
     not_terminal = sum(not h.is_terminal for h in holders)
     by_status: dict[str, int] = {}
@@ -81,6 +91,8 @@ def _one_pool(result: ScenarioResult, workers: int, tasks: int, rng: random.Rand
         "statuses": by_status,
         "cancel_requests": canceller.hits,
         "rss_before_mib": rss_before,
+        "os_threads_before_after": [threads_before, threads_after],
+        "python_threads_before_after": [python_threads_before, python_threads_after],
         "shutdown_clean": shut,
         "runtime_stats": stats,
     }
