@@ -469,6 +469,13 @@ def test_shutdown_cancels_everything_and_leaves_no_thread_behind() -> None:
     assert sorted(t.name for t in thread_snapshot() - before) == []
     with pytest.raises(RuntimeClosedError, match="shut down"):
         executor(runtime, reply_graph()).execute_async("after shutdown")
+    with pytest.raises(RuntimeClosedError):
+        executor(runtime, reply_graph()).execute("after shutdown")
+    with pytest.raises(RuntimeClosedError):
+        asyncio.run(executor(runtime, reply_graph()).aexecute("after shutdown"))
+    with pytest.raises(RuntimeClosedError):
+        runtime.subscribe(lambda event: None)
+    assert runtime.list_tasks() == [runtime.get(i) for i in ids]  # still readable
 
 
 def test_runtime_as_a_context_manager_leaves_no_thread_behind() -> None:

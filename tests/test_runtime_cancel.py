@@ -5,6 +5,7 @@ calls that cannot be interrupted."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -475,3 +476,27 @@ def test_sync_graph_node_is_abandoned_too(
     time.sleep(0.1)
     assert holder.status is SubagentStatus.CANCELLED
     assert holder.ai_messages == []
+
+
+def test_cancel_and_failure_logs_carry_task_and_trace_ids(
+    runtime: SubagentRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="subagent_exec")
+    probe = Probe()
+    task_id = executor(runtime, slow_graph(probe), trace_id="trace-7").execute_async("x")
+    assert probe.started.wait(SETTLE)
+    runtime.request_cancel(task_id, "logged stop")
+    terminal(runtime.get(task_id))
+
+    async def broken(state: MessagesState) -> dict[str, Any]:
+        raise KeyError("missing")
+
+    failed = executor(runtime, lambda: graph_of(broken), trace_id="trace-8").execute("fail")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"task={task_id}" in m and "trace=trace-7" in m and "logged stop" in m for m in messages
+    ), messages
+    assert any(
+        f"task={failed.task_id}" in m and "trace=trace-8" in m and "KeyError" in m
+        for m in messages
+    ), messages

@@ -209,6 +209,10 @@ class SubagentRuntime:
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Receive every task event (created, started, ai_message, cancel_requested,
         and one terminal event per task) on a dispatcher thread. Returns unsubscribe."""
+        if self._closed:
+            raise RuntimeClosedError(
+                f"runtime {self.name!r} is shut down; subscribe to a new SubagentRuntime"
+            )
         return self._events.subscribe(callback)
 
     @property
