@@ -385,3 +385,85 @@ def test_execute_and_aexecute_return_results_that_retention_already_evicted(
     assert len(results) == 90
     assert {r.status for r in results} == {SubagentStatus.COMPLETED}
     assert runtime.list_tasks() == []
+
+
+def _waiting_parent(
+    runtime: SubagentRuntime, child_factory: Callable[[], Any], seen: list[SubagentResult]
+) -> Callable[[], Any]:
+    """A parent whose node awaits one child through ``aexecute`` (lending its slot)."""
+
+    def make() -> Any:
+        async def node(state: MessagesState) -> dict[str, Any]:
+            child = executor(runtime, child_factory, name="child", timeout_seconds=0.3)
+            seen.append(await child.aexecute("child work"))
+            return {"messages": [AIMessage(content=f"child was {seen[-1].status.value}")]}
+
+        return graph_of(node)
+
+    return make
+
+
+def _slots_all_back(runtime: SubagentRuntime) -> bool:
+    stats = runtime.stats()
+    return stats["free_slots"] == runtime.max_workers and stats["active"] == 0
+
+
+def test_cancelling_a_parent_that_lends_its_slot_gives_every_slot_back(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    runtime = make_runtime(max_workers=1)
+    child_probe = Probe()
+    seen: list[SubagentResult] = []
+    parent_id = executor(
+        runtime, _waiting_parent(runtime, slow_graph(child_probe, cleanup=0.1), seen)
+    ).execute_async("parent")
+    assert child_probe.started.wait(SETTLE)  # the child runs on the parent's lent slot
+    runtime.request_cancel(parent_id, "stop the family")
+    parent = terminal(runtime.get(parent_id))
+    assert parent.status is SubagentStatus.CANCELLED
+    (child_id,) = parent.children
+    assert terminal(runtime.get(child_id)).status is SubagentStatus.CANCELLED
+    assert child_probe.saw("cleaned")
+    assert wait_until(lambda: _slots_all_back(runtime)), runtime.stats()
+    assert executor(runtime, reply_graph("next")).execute("next", timeout=SETTLE).result == "next"
+
+
+def test_a_child_timing_out_on_a_lent_slot_lets_the_parent_finish(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    runtime = make_runtime(max_workers=1)
+    seen: list[SubagentResult] = []
+    parent = executor(runtime, _waiting_parent(runtime, slow_graph(Probe()), seen))
+    holder = parent.execute("parent", timeout=SETTLE)
+    assert holder.status is SubagentStatus.COMPLETED
+    assert holder.result == "child was timed_out"
+    assert seen[0].status is SubagentStatus.TIMED_OUT
+    assert wait_until(lambda: _slots_all_back(runtime)), runtime.stats()
+
+
+def test_a_lent_slot_serves_the_lenders_own_children_first(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    """max_workers=1, a top-level task is queued before the parent's child: the
+    child still runs first (on the parent's slot), the queued task runs after."""
+    runtime = make_runtime(max_workers=1)
+    counter = Concurrency()
+    release_parent = threading.Event()
+    seen: list[SubagentResult] = []
+
+    def parent_factory() -> Any:
+        async def node(state: MessagesState) -> dict[str, Any]:
+            await asyncio.get_running_loop().run_in_executor(None, release_parent.wait, SETTLE)
+            child = executor(runtime, counter.factory("child", 0.05), name="child")
+            seen.append(await child.aexecute("child"))
+            return {"messages": [AIMessage(content="parent done")]}
+
+        return graph_of(node)
+
+    parent_id = executor(runtime, parent_factory).execute_async("parent")
+    queued = executor(runtime, counter.factory("queued", 0.01)).execute_async("queued")
+    release_parent.set()
+    assert terminal(runtime.get(parent_id)).status is SubagentStatus.COMPLETED
+    assert terminal(runtime.get(queued)).status is SubagentStatus.COMPLETED
+    assert counter.order == ["child", "queued"]
+    assert counter.peak == 1
