@@ -450,3 +450,20 @@ def test_sync_graph_delegates_and_streams_progress(runtime: SubagentRuntime) -> 
         assert terminal(runtime.get(task_id)).status is SubagentStatus.COMPLETED
     assert len(events) == 6
     assert elapsed < 0.55 + 0.6  # the two children overlapped here too
+
+
+def test_results_evicted_at_once_still_reach_the_lead_agent(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    runtime = make_runtime(max_workers=2, retain_max=0)
+    events: list[dict[str, Any]] = []
+    task = make_task_tool(
+        [worker(ScriptedChatModel(default="kept anyway"))], runtime=runtime, on_event=events.append
+    )
+    agent = lead_agent([delegate(task_call("worker", "do the thing")), "lead done"], task)
+    result = asyncio.run(agent.ainvoke({"messages": [("user", "go")]}))
+
+    [message] = tool_messages(result)
+    assert message.text == "kept anyway" and message.artifact["status"] == "completed"
+    assert runtime.list_tasks() == []  # the runtime kept nothing
+    assert [e["type"] for e in events] == ["task_started", "task_running", "task_completed"]

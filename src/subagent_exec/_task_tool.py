@@ -135,8 +135,9 @@ class TaskTool(BaseTool):
         with runtime._lock:
             try:
                 waiter = runtime.terminal_waiter(call.task_id, on_event=events.put_nowait)
-            except UnknownTaskError:
-                return call.vanished()
+            except UnknownTaskError:  # already terminal and evicted (retain_max)
+                waiter = loop.create_future()
+                waiter.set_result(call.holder)
             backlog = list(call.holder.ai_messages)
         for message in backlog:
             call.running(message)
