@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .core import Options, ScenarioResult, format_with_unit, machine_info
+from .core import Options, ScenarioResult, format_with_unit, load_average, machine_info
 from .scenarios import SCENARIOS, Scenario
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = "crashed" if outcome.error else f"{outcome.duration_s:.1f}s"
         print(f" {status}", flush=True)
     report["duration_s"] = time.perf_counter() - started
+    report["load_average_at_end"] = load_average()
 
     output = Path(args.output) if args.output else DEFAULT_OUTPUT
     output.parent.mkdir(parents=True, exist_ok=True)

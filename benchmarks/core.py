@@ -186,10 +186,6 @@ def format_with_unit(value: float | None, unit: str) -> str:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on; the load average tells how shared it was."""
-    try:
-        load: list[float] | None = list(os.getloadavg())
-    except OSError:
-        load = None
     return {
         "cpu_count": os.cpu_count(),
         "cpu_count_physical": psutil.cpu_count(logical=False),
@@ -199,12 +195,20 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "load_average_at_start": load,
+        "load_average_at_start": load_average(),
         "versions": {
             name: _version(name)
             for name in ("subagent-exec", "langgraph", "langchain-core", "langchain", "psutil")
         },
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:
