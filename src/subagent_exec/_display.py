@@ -6,6 +6,7 @@ status changes are printed, one line each, so the output stays readable.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ _COLOURS = {
     SubagentStatus.TIMED_OUT: "\033[35m",
 }
 _RESET = "\033[0m"
+_LONG_ID = re.compile(r"\b[0-9a-f]{32}\b")  # uuid4().hex task ids: 8 chars are enough to read
 
 
 def status_label(holder: SubagentResult) -> str:
@@ -57,9 +59,9 @@ def tree_lines(tasks: Iterable[SubagentResult], *, colour: bool = False) -> list
             detail = t.cancel_reason or t.error or ""
             if t.status is SubagentStatus.COMPLETED and t.result:
                 detail = t.result
-            detail = detail.replace("\n", " ")
-            if len(detail) > 60:
-                detail = detail[:57] + "..."
+            detail = _LONG_ID.sub(lambda m: m.group(0)[:8], detail.replace("\n", " "))
+            if len(detail) > 64:
+                detail = detail[:61] + "..."
             name = f"{prefix}{branch}{t.subagent_name}"
             lines.append(f"{name:<34} {label} {elapsed(t)}  {detail}")
             walk(t.task_id, prefix + ("" if parent is None else ("   " if last else "│  ")))

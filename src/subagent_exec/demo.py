@@ -1,128 +1,133 @@
 """The offline demo (``make demo`` / ``python -m subagent_exec.demo``).
 
-Several sub-agents run in parallel under one runtime, each on its own event
-loop: scripted fake models (no API key, no network) whose calls really await,
-tools that take a while, one sub-agent stopped mid-way by the "host", one that
-overruns its deadline. The tree is shown live, then the final statuses and
-timings, and what each stopped tool's cleanup did.
+Two runs of the bundled lead agent (:mod:`subagent_exec.demo_agents`) share
+one runtime. Each lead delegates through its ``task`` tool to two
+researchers in parallel, each researcher to a fact-checker, then to a
+writer: every sub-agent on its own event loop, scripted fake models whose
+calls really await (no API key, no network). The tree is shown live with
+statuses and elapsed times. Mid-way the "user" stops one researcher of the
+first run (its lead gets a "cancelled" tool result and carries on) and then
+the whole second run (every descendant stops). Final statuses and timings
+are printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import threading
 import time
 
-from langchain_core.tools import tool
-
 from ._config import SubagentConfig
-from ._display import LiveTree, elapsed, status_label
+from ._display import LiveTree, tree_lines
 from ._executor import SubagentExecutor
+from ._result import SubagentResult
 from ._runtime import SubagentRuntime
-from .testing import ScriptedChatModel, tool_call
+from ._status import SubagentStatus
+from .demo_agents import build_demo_lead_agent
 
-#: What each tool's ``finally:`` did, so the demo can show cleanup really ran.
-cleanup_log: list[str] = []
-_cleanup_lock = threading.Lock()
-
-
-def _cleaned(what: str) -> None:
-    with _cleanup_lock:
-        cleanup_log.append(what)
+QUESTIONS = (
+    "Compare solid-state batteries and heat pumps for a short briefing.",
+    "Summarise the state of grid-scale storage for a short briefing.",
+)
 
 
-@tool
-async def web_search(query: str) -> str:
-    """Search the web (simulated: takes a second)."""
-    try:
-        await asyncio.sleep(1.0)
-        return f"3 sources about {query!r}"
-    finally:
-        _cleaned(f"web_search({query!r}) closed its connection")
-
-
-@tool
-async def crunch_numbers(dataset: str) -> str:
-    """Analyse a large dataset (simulated: takes 20 seconds)."""
-    try:
-        await asyncio.sleep(20.0)
-        return f"analysis of {dataset}"
-    finally:
-        _cleaned(f"crunch_numbers({dataset!r}) released its scratch space")
-
-
-def _model(speed: float) -> ScriptedChatModel:
-    return ScriptedChatModel(
-        script={
-            "battery": [
-                tool_call("web_search", {"query": "solid-state battery 2026"}),
-                "Solid-state cells reached 500 Wh/kg in pilot lines.",
-            ],
-            "heat pumps": [
-                tool_call("web_search", {"query": "heat pump adoption"}),
-                tool_call("web_search", {"query": "heat pump cold climate"}),
-                "Heat pumps outsold gas boilers in 9 EU countries.",
-            ],
-            "summary": ["A crisp three-line summary of the findings."],
-            "census": [tool_call("crunch_numbers", {"dataset": "census-2025"}), "done"],
-            "archive": [tool_call("crunch_numbers", {"dataset": "archive-1990s"}), "done"],
-        },
-        latency=speed,
+def _lead_config(runtime: SubagentRuntime, speed: float) -> SubagentConfig:
+    # The lead agent itself runs as a root task, so its task-tool children
+    # become its children in the tree and one stop reaches all of them.
+    return SubagentConfig(
+        name="lead-agent",
+        graph_factory=lambda: build_demo_lead_agent(runtime, speed=speed),
+        timeout_seconds=120,
     )
+
+
+def _wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _descendants(runtime: SubagentRuntime, root: SubagentResult) -> list[SubagentResult]:
+    found, stack = [], list(root.children)
+    while stack:
+        holder = runtime.get(stack.pop())
+        if holder is not None:
+            found.append(holder)
+            stack.extend(holder.children)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stop-after", type=float, default=1.5, help="seconds before the stop")
+    parser = argparse.ArgumentParser(description="subagent-exec offline demo")
+    parser.add_argument("--speed", type=float, default=1.0, help="latency scale (1.0 = ~6 s)")
+    parser.add_argument(
+        "--stop-at", type=float, default=1.5, help="seconds into the runs of the first stop"
+    )
     args = parser.parse_args(argv)
 
-    tools = [web_search, crunch_numbers]
-    researcher = SubagentConfig(
-        name="researcher", model=lambda: _model(0.3), tools=["web_search"], timeout_seconds=30
-    )
-    writer = SubagentConfig(name="writer", model=lambda: _model(0.6), tools=[])
-    analyst = SubagentConfig(
-        name="analyst", model=lambda: _model(0.2), tools=["crunch_numbers"], timeout_seconds=30
-    )
-    hasty = SubagentConfig(
-        name="hasty-analyst", model=lambda: _model(0.2), tools=["crunch_numbers"],
-        timeout_seconds=2.5,
-    )
-    print("subagent-exec demo: 5 sub-agents, 4 workers, each on its own event loop\n")
-    started = time.perf_counter()
-    with SubagentRuntime(max_workers=4) as runtime:
-        ids = {}
+    print("subagent-exec demo: two lead agents delegating to sub-agents on one runtime")
+    print("(every sub-agent runs on its own event loop; models are scripted and offline)\n")
+    with SubagentRuntime(max_workers=8) as runtime:
+        executor = SubagentExecutor(_lead_config(runtime, args.speed), runtime=runtime)
+        started = time.perf_counter()
         with LiveTree(runtime):
-            for label, config, task in [
-                ("battery", researcher, "Research battery chemistry"),
-                ("heat", researcher, "Research heat pumps in Europe"),
-                ("census", analyst, "Analyse the census data"),
-                ("archive", hasty, "Analyse the archive data"),
-                ("summary", writer, "Write the summary"),
-            ]:
-                ids[label] = SubagentExecutor(config, tools, runtime=runtime).execute_async(task)
-            time.sleep(args.stop_after)
-            stop_at = time.perf_counter()
-            runtime.request_cancel(ids["census"], "the user pressed Stop")
-            runtime.get(ids["census"]).wait()  # type: ignore[union-attr]
-            stop_latency = time.perf_counter() - stop_at
-            for task_id in ids.values():
-                runtime.get(task_id).wait()  # type: ignore[union-attr]
+            run_a, run_b = (executor.execute_async(q) for q in QUESTIONS)
+            root_a, root_b = runtime.get(run_a), runtime.get(run_b)
+            assert root_a is not None and root_b is not None
+
+            def busy_researcher() -> SubagentResult | None:
+                for h in _descendants(runtime, root_a):
+                    if h.subagent_name == "researcher" and h.children:
+                        return h
+                return None
+
+            # 1. The user stops one researcher of run A once it has delegated.
+            _wait_for(busy_researcher, 30)
+            time.sleep(max(0.0, args.stop_at - (time.perf_counter() - started)))
+            one = busy_researcher()
+            stop_one_latency = None
+            if one is not None:
+                t0 = time.perf_counter()
+                runtime.request_cancel(one.task_id, "the user stopped this researcher")
+                one.wait(10)
+                stop_one_latency = time.perf_counter() - t0
+
+            # 2. The user stops the whole of run B while its tree is busy.
+            _wait_for(lambda: any(h.depth >= 3 for h in _descendants(runtime, root_b)), 30)
+            time.sleep(max(0.0, args.stop_at + 1.0 - (time.perf_counter() - started)))
+            tree_b = [root_b, *_descendants(runtime, root_b)]
+            t0 = time.perf_counter()
+            runtime.request_cancel(run_b, "the user pressed Stop on the whole run")
+            for holder in tree_b:
+                holder.wait(10)
+            stop_tree_latency = time.perf_counter() - t0
+            root_a.wait(60)
         total = time.perf_counter() - started
+
         print("\nFinal statuses")
-        for task_id in ids.values():
-            h = runtime.get(task_id)
-            assert h is not None
-            outcome = h.result if h.result else (h.cancel_reason or h.error or "")
-            print(f"  {h.subagent_name:<14} {status_label(h):<10} {elapsed(h)}  {outcome}")
-        print(f"\nStop request -> CANCELLED (cleanup included): {stop_latency * 1000:.1f} ms")
-        print(f"Wall time for all five: {total:.2f} s (they ran in parallel)")
-        print("Cleanup that ran in stopped tools:")
-        for line in cleanup_log:
-            if "crunch" in line:
-                print(f"  - {line}")
+        for line in tree_lines(runtime.list_tasks()):
+            print("  " + line)
+        tree_b_final = [runtime.get(h.task_id) for h in tree_b]
+        cancelled = sum(
+            1 for h in tree_b_final if h is not None and h.status is SubagentStatus.CANCELLED
+        )
+        print()
+        if stop_one_latency is not None:
+            print(
+                f"Stop of one researcher (and its fact-checker) -> CANCELLED: "
+                f"{stop_one_latency * 1000:.1f} ms; run A's lead carried on: "
+                f"{root_a.status.value}"
+            )
+        print(
+            f"Stop of run B: {cancelled}/{len(tree_b)} tasks CANCELLED, the last one "
+            f"{stop_tree_latency * 1000:.1f} ms after the request"
+        )
+        print(f"Wall time: {total:.2f} s for two runs of {len(runtime.list_tasks())} tasks")
+        if root_a.result:
+            print("\nRun A's answer:\n  " + root_a.result.replace("\n", "\n  "))
     return 0
 
 
