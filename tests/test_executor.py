@@ -497,3 +497,24 @@ def test_shutdown_without_cancel_lets_running_work_finish(runtime: SubagentRunti
     assert runtime.shutdown(cancel=False, wait=True, timeout=SETTLE)
     holder = runtime.get(holder_id)
     assert holder is not None and holder.status is SubagentStatus.COMPLETED
+
+
+def test_shutdown_reports_a_timeout_when_work_does_not_stop_in_time(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    """Code that blocks its own loop cannot be interrupted; ``shutdown`` with a
+    ``timeout`` says so (False) instead of hanging, and a later wait succeeds."""
+    runtime = make_runtime(max_workers=1)
+    entered = threading.Event()
+
+    async def hogs_its_loop(state: MessagesState) -> dict[str, Any]:
+        entered.set()
+        time.sleep(0.8)
+        return {"messages": [AIMessage(content="late")]}
+
+    task_id = executor(runtime, lambda: graph_of(hogs_its_loop)).execute_async("hog")
+    assert entered.wait(SETTLE)
+    assert runtime.shutdown(cancel=True, wait=True, timeout=0.2) is False
+    assert runtime.shutdown(cancel=True, wait=True, timeout=SETTLE) is True
+    holder = runtime.get(task_id)
+    assert holder is not None and holder.status is SubagentStatus.CANCELLED

@@ -366,8 +366,10 @@ def test_cleanup_survives_a_second_cancel_a_deadline_and_a_shutdown(
     assert holder is not None
     assert runtime.request_cancel(tid, "first") is True
     time.sleep(0.1)
-    # Still unwinding: a second cancel is accepted but must not interrupt cleanup.
+    # Still unwinding: the stop is visible at once, the status is not written yet.
+    assert holder.cancel_event.is_set() and holder.stopping
     assert not holder.is_terminal
+    # A second cancel is accepted but must not interrupt the cleanup.
     assert runtime.request_cancel(tid, "second") is True
     # Nor may a shutdown that cancels everything; it waits for the cleanup.
     assert runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
