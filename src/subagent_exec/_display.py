@@ -85,6 +85,11 @@ class LiveTree:
         self._drawn = 0
         self._last: dict[str, str] = {}
 
+    @property
+    def redraws_in_place(self) -> bool:
+        """True on a terminal; elsewhere only status changes are printed."""
+        return self._tty
+
     def __enter__(self) -> LiveTree:
         self._thread.start()
         return self

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with SubagentRuntime(max_workers=8) as runtime:
         executor = SubagentExecutor(_lead_config(runtime, args.speed), runtime=runtime)
         started = time.perf_counter()
-        with LiveTree(runtime):
+        with LiveTree(runtime) as live:
             run_a, run_b = (executor.execute_async(q) for q in QUESTIONS)
             root_a, root_b = runtime.get(run_a), runtime.get(run_b)
             assert root_a is not None and root_b is not None
@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             root_a.wait(60)
         total = time.perf_counter() - started
 
-        print("\nFinal statuses")
-        for line in tree_lines(runtime.list_tasks()):
-            print("  " + line)
+        if not live.redraws_in_place:  # a terminal already shows the final tree
+            print("\nFinal statuses")
+            for line in tree_lines(runtime.list_tasks()):
+                print("  " + line)
         tree_b_final = [runtime.get(h.task_id) for h in tree_b]
         cancelled = sum(
             1 for h in tree_b_final if h is not None and h.status is SubagentStatus.CANCELLED
