@@ -9,7 +9,7 @@ import sys
 
 def test_demo_runs_offline_and_stops_what_it_says() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "subagent_exec.demo", "--speed", "0.3", "--stop-at", "0.5"],
+        [sys.executable, "-m", "subagent_exec.demo", "--speed", "0.3"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="subagent-exec offline demo")
     parser.add_argument("--speed", type=float, default=1.0, help="latency scale (1.0 = ~6 s)")
     parser.add_argument(
-        "--stop-at", type=float, default=1.5, help="seconds into the runs of the first stop"
+        "--stop-at",
+        type=float,
+        default=1.5,
+        help="when the first stop happens, in seconds at speed 1.0 (scaled with --speed)",
     )
     args = parser.parse_args(argv)
 
@@ -78,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
             root_a, root_b = runtime.get(run_a), runtime.get(run_b)
             assert root_a is not None and root_b is not None
 
+            def elapsed() -> float:
+                return time.perf_counter() - started
+
             def busy_researcher() -> SubagentResult | None:
                 for h in _descendants(runtime, root_a):
-                    if h.subagent_name == "researcher" and h.children:
+                    running = h.status is SubagentStatus.RUNNING
+                    if h.subagent_name == "researcher" and h.children and running:
                         return h
                 return None
 
             # 1. The user stops one researcher of run A once it has delegated.
+            time.sleep(max(0.0, args.stop_at * args.speed - elapsed()))
             _wait_for(busy_researcher, 30)
-            time.sleep(max(0.0, args.stop_at - (time.perf_counter() - started)))
             one = busy_researcher()
             stop_one_latency = None
             if one is not None:
@@ -96,8 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                 stop_one_latency = time.perf_counter() - t0
 
             # 2. The user stops the whole of run B while its tree is busy.
-            _wait_for(lambda: any(h.depth >= 3 for h in _descendants(runtime, root_b)), 30)
-            time.sleep(max(0.0, args.stop_at + 1.0 - (time.perf_counter() - started)))
+            time.sleep(max(0.0, (args.stop_at + 1.0) * args.speed - elapsed()))
+            _wait_for(
+                lambda: any(
+                    h.depth >= 3 and h.status is SubagentStatus.RUNNING
+                    for h in _descendants(runtime, root_b)
+                ),
+                30,
+            )
             tree_b = [root_b, *_descendants(runtime, root_b)]
             t0 = time.perf_counter()
             runtime.request_cancel(run_b, "the user pressed Stop on the whole run")
