@@ -23,8 +23,9 @@ from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
 SETTLE = 15.0
 
 
-def header_user(request: Request) -> str | None:
-    """A host's owner dependency, as tests use it: the user is the X-User header."""
+async def header_user(request: Request) -> str | None:
+    """A host's owner dependency, as tests use it: the user is the X-User header.
+    (``async``: FastAPI runs a sync dependency in a worker thread.)"""
     return request.headers.get("x-user")
 
 
@@ -103,8 +104,9 @@ class SSE:
         return self.data.get("kind") if isinstance(self.data, dict) else None
 
 
-def sse_events(response: httpx.Response) -> Iterator[SSE]:
-    """Parse a text/event-stream response into events (comments skipped)."""
+def sse_events(response: httpx.Response, *, keepalives: bool = False) -> Iterator[SSE]:
+    """Parse a text/event-stream response into events. Comments (keep-alives)
+    are skipped, or yielded as ``SSE("keep-alive", None, None)``."""
     event: str | None = None
     event_id: int | None = None
     data: list[str] = []
@@ -113,7 +115,10 @@ def sse_events(response: httpx.Response) -> Iterator[SSE]:
             if data:
                 yield SSE(event, event_id, json.loads("\n".join(data)))
             event, event_id, data = None, None, []
-        elif line.startswith(":") or line.startswith("retry:"):
+        elif line.startswith(":"):
+            if keepalives:
+                yield SSE("keep-alive", None, None)
+        elif line.startswith("retry:"):
             continue
         elif line.startswith("id:"):
             event_id = int(line[3:].strip())

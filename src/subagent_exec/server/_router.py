@@ -38,14 +38,15 @@ MAX_PROMPT_CHARS = 8000
 _STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
-def current_owner() -> str | None:
+async def current_owner() -> str | None:
     """The default "who is asking" dependency: no user system, so every request
     acts as owner ``None`` and sees the tasks started without an owner.
 
     A host with users overrides it, either ``create_router(...,
     owner_dependency=my_user)`` or ``app.dependency_overrides[current_owner] =
     my_user``; it may use any FastAPI dependency (headers, sessions, ...) and
-    must return the user's id as a string (or ``None``).
+    must return the user's id as a string (or ``None``). Prefer ``async def``:
+    FastAPI runs a plain ``def`` dependency in its worker thread pool.
     """
     return None
 
