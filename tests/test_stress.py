@@ -100,6 +100,15 @@ def test_two_thousand_tasks_with_random_cancels() -> None:
             terminal_events[event.task_id] = terminal_events.get(event.task_id, 0) + 1
     assert set(terminal_events) == set(ids)
     assert set(terminal_events.values()) == {1}
+    # Per task, in seq order: created first, terminal last, never started after a
+    # stop was requested while it was still PENDING.
+    kinds_by_task: dict[str, list[str]] = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        kinds_by_task.setdefault(event.task_id, []).append(event.kind)
+    for kinds in kinds_by_task.values():
+        assert kinds[0] == "created" and kinds[-1] in ("completed", "cancelled"), kinds
+        if "started" in kinds and "cancel_requested" in kinds:
+            assert kinds.index("started") < kinds.index("cancel_requested"), kinds
 
     assert runtime.shutdown(cancel=True, wait=True, timeout=30)
     assert leaked_threads(before) == []
