@@ -6,11 +6,33 @@ import argparse
 import logging
 import socket
 import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 #: Open event streams never end by themselves; on Ctrl-C give them this long.
 GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Ends the open event streams as soon as shutdown begins: uvicorn
+        waits for open responses before the app's shutdown hooks run, and an
+        event stream never ends by itself."""
+
+        def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+            super().__init__(config)
+            self._on_exit = on_exit
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self._on_exit()
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,11 +82,16 @@ def serve(args: argparse.Namespace) -> int:
         app, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
     )
     print(f"subagent-exec: open http://{shown_host}:{port}/ in a browser (Ctrl-C to stop)")
+    server = _server_class()(config, on_exit=app.state.subagent_router.event_buffer.stop)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught.
+        pass
     finally:
         runtime.shutdown(cancel=True, wait=True, timeout=10.0)
         sock.close()
+    print("subagent-exec: stopped")
     return 0
 
 
