@@ -499,6 +499,5 @@ def test_cancel_and_failure_logs_carry_task_and_trace_ids(
         f"task={task_id}" in m and "trace=trace-7" in m and "logged stop" in m for m in messages
     ), messages
     assert any(
-        f"task={failed.task_id}" in m and "trace=trace-8" in m and "KeyError" in m
-        for m in messages
+        f"task={failed.task_id}" in m and "trace=trace-8" in m and "KeyError" in m for m in messages
     ), messages

@@ -212,8 +212,9 @@ def test_spawning_children_while_the_parent_is_cancelled_orphans_none(
         assert child.status is SubagentStatus.CANCELLED, child
         assert child.cancel_reason is not None and parent_id in child.cancel_reason
     cancel_seq = next(
-        e.seq for e in _settled(events, spawned) if e.kind == "cancel_requested"
-        and e.task_id == parent_id
+        e.seq
+        for e in _settled(events, spawned)
+        if e.kind == "cancel_requested" and e.task_id == parent_id
     )
     late = {e.task_id for e in events if e.kind == "created" and e.seq > cancel_seq}
     assert late, "the cancel came after every spawn: the race was not exercised"
