@@ -57,6 +57,10 @@ def test_serve_prints_the_address_serves_the_page_and_stops_on_ctrl_c() -> None:
             assert stream.status_code == 200
             process.send_signal(signal.SIGINT)
             assert process.wait(SETTLE) == 0
+        output = process.stdout.read()
+        # The open stream was ended at once, not cancelled after a timeout.
+        assert "graceful shutdown exceeded" not in output, output
+        assert "Traceback" not in output and "subagent-exec: stopped" in output
     finally:
         if process.poll() is None:
             process.kill()
