@@ -53,8 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": "quick" if options.quick else "full",
         "seed": options.seed,
         "machine": machine_info(),
+        "gc_freeze": not args.no_gc_freeze,
         "scenarios": {},
     }
+    if not args.no_gc_freeze:
+        # LangChain and LangGraph leave ~100k long-lived objects after import;
+        # a full collection walks them all (~45 ms on the reference machine)
+        # and would land in whichever interval is being measured. Freezing
+        # them (what long-running hosts do after start-up) leaves the pauses
+        # caused by the work itself. --no-gc-freeze measures without it.
+        gc.collect()
+        gc.freeze()
+        report["gc_frozen_objects"] = gc.get_freeze_count()
     mode = report["mode"]
     print(f"subagent-exec benchmarks ({mode}) on {describe_machine(report['machine'])}")
     started = time.perf_counter()
@@ -66,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f" {status}", flush=True)
     report["duration_s"] = time.perf_counter() - started
     report["load_average_at_end"] = load_average()
+    if not args.no_gc_freeze:
+        gc.unfreeze()  # for callers of main() in the same process
 
     output = Path(args.output) if args.output else DEFAULT_OUTPUT
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", metavar="PATH", help=f"JSON file (default {DEFAULT_OUTPUT})")
     parser.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="do not gc.freeze() the start-up heap (p99s then include full-heap GC pauses)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
@@ -121,13 +138,43 @@ def select(only: Sequence[str] | None) -> list[Scenario]:
 
 def run_one(scenario: Scenario, options: Options) -> ScenarioResult:
     gc.collect()  # garbage of the previous scenario must not be collected inside this one
+    pauses = GcPauses()
+    gc.callbacks.append(pauses.callback)
     started = time.perf_counter()
     try:
         outcome = scenario.run(options)
     except Exception:
         outcome = ScenarioResult(scenario.name, scenario.title, error=traceback.format_exc())
+    finally:
+        gc.callbacks.remove(pauses.callback)
     outcome.duration_s = time.perf_counter() - started
+    outcome.gc_pauses = pauses.summary()
     return outcome
+
+
+class GcPauses:
+    """Garbage-collector pauses during one scenario, by generation: they stop
+    every thread, so they explain outliers in the measured intervals."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._pauses[info["generation"]].append((time.perf_counter() - self._started) * 1e3)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            f"gen{generation}": {
+                "count": len(pauses),
+                "max_ms": max(pauses, default=0.0),
+                "total_ms": sum(pauses),
+            }
+            for generation, pauses in self._pauses.items()
+        }
 
 
 def describe_machine(machine: dict[str, Any]) -> str:

@@ -118,6 +118,7 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     error: str | None = None
+    gc_pauses: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -131,6 +132,7 @@ class ScenarioResult:
             "notes": self.notes,
             "duration_s": self.duration_s,
             "error": self.error,
+            "gc_pauses": self.gc_pauses,
             "figures": [f.to_json() for f in self.figures],
         }
 

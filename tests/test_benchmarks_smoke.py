@@ -48,8 +48,10 @@ def test_quick_run_writes_a_complete_json_report(tmp_path: Path) -> None:
     for key in ("cpu_count", "python", "platform", "cpu_model", "versions"):
         assert machine[key], key
     assert list(report["scenarios"]) == ["stop_pending", "stop_tree"]
+    assert report["gc_freeze"] is True
     for scenario in report["scenarios"].values():
         assert scenario["error"] is None
+        assert set(scenario["gc_pauses"]) == {"gen0", "gen1", "gen2"}
         assert scenario["figures"], scenario["name"]
         for figure in scenario["figures"]:
             assert figure["verdict"] in VERDICTS
