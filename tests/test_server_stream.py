@@ -230,3 +230,16 @@ def test_buffered_event_is_what_filters_need() -> None:
     (item,), _ = buffer.read_after(0)
     assert isinstance(item, BufferedEvent)
     assert (item.task_id, item.is_terminal, item.owner) == ("x", True, None)
+
+
+def test_a_stream_that_starts_after_stop_ends_at_once() -> None:
+    # Shutdown may begin between a stream's request and its first step.
+    _, buffer = buffer_of(capacity=10)
+    buffer.stop()
+
+    async def scenario() -> list[bytes]:
+        frames = event_frames(buffer, after=None, select=lambda i: True, keepalive_seconds=30)
+        return [chunk async for chunk in frames]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 5)) == [b"retry: 2000\n\n"]
+    assert buffer.client_count == 0

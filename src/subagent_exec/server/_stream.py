@@ -201,9 +201,12 @@ class EventBuffer:
             return len(self._clients)
 
     def connect(self) -> StreamClient:
+        """Register a stream. After ``stop()`` it is born closed: a stream that
+        starts while the server shuts down must not wait for events forever."""
         client = StreamClient(asyncio.get_running_loop())
         with self._lock:
             self._clients.add(client)
+            client.closed = self._unsubscribe is None
         return client
 
     def disconnect(self, client: StreamClient) -> None:
