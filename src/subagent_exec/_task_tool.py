@@ -43,7 +43,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from ._config import SubagentConfig
-from ._errors import SubagentError, UnknownTaskError
+from ._errors import SubagentError
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
 from ._models import ModelSpec
@@ -133,11 +133,9 @@ class TaskTool(BaseTool):
         # Registered under the lock together with the backlog snapshot, so each
         # AI message is reported exactly once: from the backlog or as an event.
         with runtime._lock:
-            try:
-                waiter = runtime.terminal_waiter(call.task_id, on_event=events.put_nowait)
-            except UnknownTaskError:  # already terminal and evicted (retain_max)
-                waiter = loop.create_future()
-                waiter.set_result(call.holder)
+            # Given the holder, this resolves even if the child already ended
+            # and was evicted by retention.
+            waiter = runtime.terminal_waiter(call.holder, on_event=events.put_nowait)
             backlog = list(call.holder.ai_messages)
         for message in backlog:
             call.running(message)
@@ -230,12 +228,14 @@ class TaskTool(BaseTool):
             )
         runtime = executor.runtime
         try:
-            task_id = executor.execute_async(prompt, callbacks=tracing or ())
+            # The holder itself, not its id: with a small retain_max a child that
+            # ends at once could be evicted before a lookup by id.
+            holder = executor._start(runtime, prompt, callbacks=tracing or ())
         except (SubagentError, ValueError) as exc:  # depth, capacity, closed runtime
             return self._rejected(
                 tool_call_id, subagent_type, f"could not start sub-agent {subagent_type!r}: {exc}"
             )
-        holder = runtime.get(task_id)
+        task_id = holder.task_id
         call = _Call(
             tool_name=self.name,
             tool_call_id=tool_call_id,
@@ -245,8 +245,6 @@ class TaskTool(BaseTool):
             holder=holder,
             emit=self._emitter(),
         )
-        if holder is None:
-            return call.vanished()
         call.started()
         return call, runtime
 
@@ -297,7 +295,7 @@ class _Call:
         subagent_type: str,
         description: str,
         task_id: str,
-        holder: SubagentResult | None,
+        holder: SubagentResult,
         emit: Callable[[dict[str, Any]], None],
     ) -> None:
         self.tool_name = tool_name
@@ -305,15 +303,10 @@ class _Call:
         self.subagent_type = subagent_type
         self.description = description
         self.task_id = task_id
-        self._holder = holder
-        self.parent_id = holder.parent_id if holder else None
+        self.holder = holder
+        self.parent_id = holder.parent_id
         self._emit = emit
         self._closed = False  # the terminal event was emitted; nothing follows it
-
-    @property
-    def holder(self) -> SubagentResult:
-        assert self._holder is not None
-        return self._holder
 
     def _event(self, kind: str, **data: Any) -> dict[str, Any]:
         return {
@@ -323,7 +316,7 @@ class _Call:
             "subagent_type": self.subagent_type,
             "parent_id": self.parent_id,
             "description": self.description,
-            "trace_id": self._holder.trace_id if self._holder else None,
+            "trace_id": self.holder.trace_id,
             "timestamp": time.time(),
             **data,
         }
@@ -410,26 +403,6 @@ class _Call:
                 "tool_call_id": self.tool_call_id,
                 "subagent_type": self.subagent_type,
                 "description": self.description,
-            },
-        )
-
-    def vanished(self) -> ToolMessage:
-        """The child ended at once and the runtime kept no record (``retain_max=0``)."""
-        problem = (
-            f"sub-agent {self.subagent_type!r} (task {self.task_id}) ended before it could "
-            "be watched and the runtime kept no result (retain_max=0)"
-        )
-        return ToolMessage(
-            content=f"Error: {problem}",
-            tool_call_id=self.tool_call_id,
-            name=self.tool_name,
-            status="error",
-            artifact={
-                "task_id": self.task_id,
-                "status": "unknown",
-                "subagent_type": self.subagent_type,
-                "tool_call_id": self.tool_call_id,
-                "error": problem,
             },
         )
 
