@@ -522,3 +522,26 @@ def test_runs_endpoint_can_be_left_out(http_runtime: SubagentRuntime) -> None:
         assert 'content="false"' in client.get("/").text
     finally:
         server.stop()
+
+
+def test_full_or_closed_runtime_answers_503_and_a_queued_stop_is_cancelled_at_once() -> None:
+    runtime = SubagentRuntime(max_workers=1, max_pending=1, name="tiny")
+    app, _ = make_app(runtime)
+    server = LiveServer(app).start()
+    try:
+        client = server.client("gina")
+        running = start_run(client)
+        wait_for(lambda: client.get(f"/tasks/{running}").json()["status"] == "running", "run")
+        queued = start_run(client)  # waits for the only worker: pending
+        full = client.post("/runs")
+        assert full.status_code == 503 and "max_pending" in full.json()["detail"]
+        # A task stopped before it started is cancelled right away, not "stopping".
+        stop = client.post(f"/tasks/{queued}/stop")
+        assert stop.status_code == 202 and stop.json()["status"] == "cancelled"
+        stop_and_wait(client, running)
+        runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
+        closed = client.post("/runs")
+        assert closed.status_code == 503 and "shut down" in closed.json()["detail"]
+    finally:
+        server.stop()
+        runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
