@@ -180,11 +180,12 @@ def test_slow_model_name_only_slows_that_request(srv: OpenAICompatServer) -> Non
         durations[model] = time.monotonic() - start
 
     async def main() -> None:
-        await asyncio.gather(timed("slow-0.1"), timed("fast"))
+        await asyncio.gather(timed("slow-0.3"), timed("fast"))
 
     asyncio.run(main())
-    assert durations["slow-0.1"] >= 0.28  # 3 words x 0.1 s
-    assert durations["fast"] < 0.25
+    assert durations["slow-0.3"] >= 0.85  # 3 words x 0.3 s
+    # Generous under load: the fast request did not wait for the slow one.
+    assert durations["fast"] < durations["slow-0.3"] - 0.4
 
 
 def test_client_disconnect_mid_stream_is_quiet(
@@ -193,16 +194,16 @@ def test_client_disconnect_mid_stream_is_quiet(
     received: list[str] = []
 
     async def consume() -> None:
-        async for chunk in _llm(srv, model="slow-0.3").astream("a b c d e f"):
+        async for chunk in _llm(srv, model="slow-0.5").astream("a b c d e f"):
             if chunk.content:
                 received.append(str(chunk.content))
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(consume(), 0.45)
+            await asyncio.wait_for(consume(), 0.75)
 
     asyncio.run(main())
-    assert received == ["echo: "]
+    assert received in ([], ["echo: "])  # hung up mid-reply (the 2nd chunk is due at 1.0 s)
     # the server notices the hang-up while waiting, without writing first
     assert _wait_until(lambda: srv.disconnects == 1, timeout=1.0)
     assert _wait_until(lambda: srv.open_connections == 0, timeout=1.0)
