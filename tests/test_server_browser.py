@@ -55,8 +55,7 @@ def chromium_installed() -> None:
     wait_lock = ["-o", "DPkg::Lock::Timeout=300"]
     for command in (
         ["apt-get", *wait_lock, "update"],
-        ["apt-get", *wait_lock, "install", "-y", "--no-install-recommends",
-         "chromium", "chromium-driver"],
+        ["apt-get", *wait_lock, "install", "-y", "chromium", "chromium-driver"],
     ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
