@@ -5,8 +5,10 @@ One :class:`SubagentRuntime` owns
 * one ``threading.RLock`` under which every status write, every tree change
   and every slot hand-over happens (so "is my parent stopped?" and "register
   the child" cannot be separated by a cancel);
-* a ``ThreadPoolExecutor`` in which each running sub-agent gets its own event
-  loop (one blocking sub-agent never slows another one down);
+* a *backend* that runs the tasks granted a slot (``_backends/``): by default
+  a ``ThreadPoolExecutor`` in which each running sub-agent gets its own event
+  loop (one blocking sub-agent never slows another one down); ``"ray"`` runs
+  them as async actor methods on a Ray cluster (docs/ray.md);
 * ``max_workers`` *slots*. A RUNNING task holds one. A task that waits for its
   own child in the ``task`` tool lends its slot to that child, so nested
   delegation cannot deadlock when every worker is a parent waiting for a
@@ -18,9 +20,10 @@ One :class:`SubagentRuntime` owns
 
 Cancellation path (see docs/cancellation.md): ``request_cancel`` latches the
 stop under the lock, sets ``cancel_event`` (the cooperative checks see it at
-once), cascades to every descendant, and asks each running sub-agent's own
-loop, via ``call_soon_threadsafe``, to cancel the run's asyncio task after
-``cancel_grace_seconds``. The status is written when the run has unwound.
+once), cascades to every descendant, and asks the backend to interrupt each
+running sub-agent (the thread backend cancels the run's asyncio task on its
+own loop, via ``call_soon_threadsafe``, after ``cancel_grace_seconds``). The
+status is written when the run has unwound.
 """
 
 from __future__ import annotations
@@ -33,24 +36,24 @@ import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._context import current_runtime, current_task_id
+from ._backends.base import Backend, log_extra
+from ._backends.base import last_ai_text as last_ai_text
+from ._backends.thread import ThreadBackend
+from ._context import current_task_id
 from ._errors import (
     CapacityError,
     DepthError,
-    MaxTurnsExceeded,
     RuntimeClosedError,
     UnknownTaskError,
 )
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._result import SubagentResult
 from ._status import SubagentStatus
-from ._threads import AbandoningExecutor
 
 logger = logging.getLogger("subagent_exec")
 
@@ -82,15 +85,15 @@ class _Task:
     queued: bool = False  # in the pending queue (counts toward max_pending)
     lending: int = 0  # how many of our own waits for children are in progress
     lent_to: _Task | None = None  # the child currently running on our slot
-    loop: asyncio.AbstractEventLoop | None = None
-    inner: asyncio.Task[RunOutcome] | None = None
-    abandon: asyncio.Future[Any] | None = None
-    interrupted: bool = False  # touched only on the task's own loop
     pending_children: deque[str] = field(default_factory=deque)
+    #: What the backend's ``prepare`` returned for this task (e.g. the
+    #: serialised run for a remote worker); None for the thread backend.
+    payload: Any = None
+    #: The backend's own state of the running task (None when not running).
+    worker: Any = None
 
 
-def _log_extra(holder: SubagentResult) -> str:
-    return f"[task={holder.task_id} trace={holder.trace_id}]"
+_log_extra = log_extra
 
 
 class SubagentRuntime:
@@ -104,6 +107,10 @@ class SubagentRuntime:
     finish its current await before it is interrupted (0 = at once).
     ``cleanup_timeout_seconds``: how long an interrupted run may spend in its
     ``finally:`` blocks before it is abandoned and its status written anyway.
+    ``backend``: what runs the sub-agents: ``"thread"`` (the default: one
+    event loop per sub-agent in a thread of this process), ``"ray"`` (a
+    ``RayBackend()`` with default options, see docs/ray.md), or a backend
+    object such as ``RayBackend(address=...)``.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class SubagentRuntime:
         cancel_grace_seconds: float = 0.0,
         cleanup_timeout_seconds: float = 10.0,
         name: str = "subagent",
+        backend: str | Backend = "thread",
     ) -> None:
         _check_int("max_workers", max_workers, minimum=1)
         if max_pending is not None:
@@ -143,12 +151,9 @@ class SubagentRuntime:
         self._free_slots = max_workers
         self._active = 0  # tasks holding a slot and not lending it
         self._terminal_order: OrderedDict[str, None] = OrderedDict()
-        self._pool = ThreadPoolExecutor(
-            max_workers=max_workers * max_depth, thread_name_prefix=f"{name}-worker"
-        )
+        self._backend = _make_backend(backend)
+        self._backend.bind(self)
         self._closed = False
-        self._abandoned: set[threading.Thread] = set()
-        self._abandoned_total = 0
         self._submitted_total = 0
         _register_exit_hook(self)
 
@@ -171,7 +176,7 @@ class SubagentRuntime:
                 logger.info("%s cancel requested: %s", _log_extra(entry.holder), reason)
             to_interrupt.extend(self._cascade_locked(entry, f"cancelled: {reason}"))
         for target in to_interrupt:
-            self._send_interrupt(target)
+            self._backend.interrupt(target)
         return True
 
     def get(self, task_id: str) -> SubagentResult | None:
@@ -222,12 +227,12 @@ class SubagentRuntime:
         return self._events.last_seq
 
     def stats(self) -> dict[str, int]:
-        """Counts for monitoring: tasks by status, slots, live and abandoned threads."""
+        """Counts for monitoring: tasks by status, slots, and the backend's own
+        counters (thread backend: live and abandoned threads)."""
         with self._lock:
             by_status = {s.value: 0 for s in SubagentStatus}
             for entry in self._tasks.values():
                 by_status[entry.holder.status.value] += 1
-            self._abandoned = {t for t in self._abandoned if t.is_alive()}
             return {
                 **by_status,
                 "registered": len(self._tasks),
@@ -235,10 +240,13 @@ class SubagentRuntime:
                 "active": self._active,
                 "free_slots": self._free_slots,
                 "queued": self._pending_count,
-                "worker_threads": len(getattr(self._pool, "_threads", ())),
-                "abandoned_threads": len(self._abandoned),
-                "abandoned_threads_total": self._abandoned_total,
+                **self._backend.stats(),
             }
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that runs this runtime's sub-agents."""
+        return self._backend
 
     # The same operations under the names of the module-level functions.
     def request_cancel_background_task(self, task_id: str, reason: str | None = None) -> bool:
@@ -265,8 +273,9 @@ class SubagentRuntime:
         self, cancel: bool = True, wait: bool = True, timeout: float | None = None
     ) -> bool:
         """Refuse new tasks; cancel every unfinished one (``cancel=True``); with
-        ``wait``, return once all tasks are terminal and every worker thread has
-        exited. Returns False if ``timeout`` ran out first."""
+        ``wait``, return once all tasks are terminal and the backend's workers
+        have finished (thread backend: every worker thread has exited).
+        Returns False if ``timeout`` ran out first."""
         with self._lock:
             self._closed = True
             unfinished = [e.holder for e in self._tasks.values() if not e.holder.is_terminal]
@@ -274,17 +283,14 @@ class SubagentRuntime:
             for holder in unfinished:
                 self.request_cancel(holder.task_id, "runtime shut down")
         if not wait:
-            self._pool.shutdown(wait=False)
+            self._backend.shutdown(wait=False, deadline=None)
             return True
         deadline = None if timeout is None else _monotonic() + timeout
         for holder in unfinished:
             if not holder.wait(_remaining(deadline)):
                 return False
-        self._pool.shutdown(wait=False)
-        for thread in list(getattr(self._pool, "_threads", ())):
-            thread.join(_remaining(deadline))
-            if thread.is_alive():
-                return False
+        if not self._backend.shutdown(wait=True, deadline=deadline):
+            return False
         self._events.close(_remaining(deadline))
         return True
 
@@ -316,6 +322,9 @@ class SubagentRuntime:
         """
         if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
             raise ValueError(f"task_id must be a non-empty string, got {task_id!r}")
+        # Outside the lock: a remote backend serialises the run here and
+        # refuses what it cannot send, before anything is registered.
+        payload = self._backend.prepare(run, subagent_name=subagent_name)
         with self._lock:
             if self._closed:
                 raise RuntimeClosedError(
@@ -361,7 +370,13 @@ class SubagentRuntime:
                 on_event=self._on_holder_event,
                 owner=owner if owner is not None else (parent.holder.owner if parent else None),
             )
-            entry = _Task(holder=holder, run=run, timeout_seconds=timeout_seconds, context=context)
+            entry = _Task(
+                holder=holder,
+                run=run,
+                timeout_seconds=timeout_seconds,
+                context=context,
+                payload=payload,
+            )
             self._tasks[task_id] = entry
             self._submitted_total += 1
             if parent is not None:
@@ -523,7 +538,7 @@ class SubagentRuntime:
         entry.queued = False
         self._pending_count -= 1
         self._active += 1
-        self._pool.submit(self._work, entry)
+        self._backend.start(entry)
 
     def _release_slot(self, entry: _Task) -> None:
         with self._lock:
@@ -586,6 +601,7 @@ class SubagentRuntime:
         if entry is not None:
             entry.run = _forgotten_run  # drop references to user objects
             entry.context = None
+            entry.payload = None
 
     # -- cancellation ------------------------------------------------------------
 
@@ -603,48 +619,10 @@ class SubagentRuntime:
                 stopped.append(entry)
         return stopped
 
-    def _send_interrupt(self, entry: _Task) -> None:
-        with self._lock:
-            loop = entry.loop
-        if loop is None:
-            return  # not started yet: the run checks cancel_event before it starts
-        try:
-            loop.call_soon_threadsafe(self._schedule_interrupt, entry)
-        except RuntimeError:
-            pass  # the loop already closed: the run is over
-
-    def _schedule_interrupt(self, entry: _Task) -> None:
-        """On the task's loop: interrupt now, or after the grace period."""
-        if self.cancel_grace_seconds > 0:
-            asyncio.get_running_loop().call_later(
-                self.cancel_grace_seconds, self._interrupt, entry
-            )
-        else:
-            self._interrupt(entry)
-
-    def _interrupt(self, entry: _Task) -> None:
-        """On the task's loop: cancel the run once, and bound its cleanup."""
-        if entry.interrupted or entry.inner is None or entry.inner.done():
-            return
-        entry.interrupted = True
-        entry.inner.cancel(f"subagent stop: {entry.holder.cancel_reason}")
-        asyncio.get_running_loop().call_later(
-            self.cleanup_timeout_seconds, self._abandon_cleanup, entry
-        )
-
-    def _abandon_cleanup(self, entry: _Task) -> None:
-        if entry.abandon is not None and not entry.abandon.done():
-            logger.warning(
-                "%s cleanup did not finish within %.1fs; abandoning it",
-                _log_extra(entry.holder),
-                self.cleanup_timeout_seconds,
-            )
-            entry.abandon.set_result(None)
-
-    def _on_deadline(self, entry: _Task) -> None:
+    def _time_out(self, entry: _Task) -> None:
+        """Called by the backend when a running task's deadline has passed:
+        latch TIMED_OUT (unless a stop was latched first), cascade, interrupt."""
         holder = entry.holder
-        if entry.inner is None or entry.inner.done():
-            return  # the run ended before its deadline; its outcome stands
         reason = (
             f"sub-agent {holder.subagent_name!r} exceeded "
             f"timeout_seconds={entry.timeout_seconds:g}"
@@ -654,153 +632,33 @@ class SubagentRuntime:
                 return
             others = self._cascade_locked(entry, "timed out")
         logger.info("%s %s", _log_extra(holder), reason)
-        self._schedule_interrupt(entry)
+        self._backend.interrupt(entry)
         for other in others:
-            self._send_interrupt(other)
-
-    # -- the worker ----------------------------------------------------------------
-
-    def _work(self, entry: _Task) -> None:
-        """Runs in a pool thread: one fresh event loop for one run."""
-        holder = entry.holder
-        try:
-            if not holder._start():
-                return  # stopped while queued: never runs
-            loop = asyncio.new_event_loop()
-            sync_calls = AbandoningExecutor(f"{self.name}-{holder.task_id[:8]}")
-            loop.set_default_executor(sync_calls)
-            asyncio.set_event_loop(loop)  # for libraries that call get_event_loop()
-            try:
-                loop.run_until_complete(self._drive(entry))
-            except BaseException:  # never expected; the holder must still end
-                logger.exception("%s driver crashed", _log_extra(holder))
-                holder._finish(SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed")
-            finally:
-                _close_loop(loop, holder)
-                left = sync_calls.live_threads()
-                if left:
-                    logger.warning(
-                        "%s abandoned %d sync call(s) still running", _log_extra(holder), len(left)
-                    )
-                    with self._lock:
-                        self._abandoned.update(left)
-                        self._abandoned_total += len(left)
-                with self._lock:
-                    entry.loop = None
-                    entry.inner = None
-                    entry.abandon = None
-        finally:
-            self._release_slot(entry)
-
-    async def _drive(self, entry: _Task) -> None:
-        holder = entry.holder
-        loop = asyncio.get_running_loop()
-        context = (entry.context or contextvars.Context()).copy()
-        context.run(current_task_id.set, holder.task_id)
-        context.run(current_runtime.set, self)
-        inner = loop.create_task(entry.run(holder), context=context)
-        abandon: asyncio.Future[Any] = loop.create_future()
-        with self._lock:
-            entry.loop, entry.inner, entry.abandon = loop, inner, abandon
-            stop_now = holder.cancel_event.is_set()
-        if stop_now:
-            # Cancelled before its first step, the coroutine body never runs.
-            self._interrupt(entry)
-        deadline = loop.call_later(entry.timeout_seconds, self._on_deadline, entry)
-        try:
-            await asyncio.wait([inner, abandon], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            deadline.cancel()
-        self._record_outcome(entry, inner)
-
-    def _record_outcome(self, entry: _Task, inner: asyncio.Task[RunOutcome]) -> None:
-        holder = entry.holder
-        if not inner.done():
-            holder._finish(
-                SubagentStatus.CANCELLED,
-                error="CleanupTimeout: the sub-agent did not unwind in time",
-                stop_reason="cleanup_timeout",
-            )
-            return
-        if inner.cancelled():
-            if holder.cancel_event.is_set():
-                holder._finish(SubagentStatus.CANCELLED)
-            else:
-                holder._finish(
-                    SubagentStatus.FAILED,
-                    error="CancelledError: the sub-agent's run was cancelled from inside it",
-                )
-            return
-        exc = inner.exception()
-        if exc is None:
-            outcome = inner.result()
-            holder._finish(
-                SubagentStatus.COMPLETED, result=outcome.text, stop_reason=outcome.stop_reason
-            )
-        elif isinstance(exc, MaxTurnsExceeded):
-            holder._finish(
-                SubagentStatus.FAILED,
-                result=last_ai_text(holder),
-                error=_describe(exc),
-                stop_reason="max_turns",
-            )
-        else:
-            if not holder.cancel_event.is_set():
-                logger.info("%s failed: %s", _log_extra(holder), _describe(exc))
-            holder._finish(SubagentStatus.FAILED, error=_describe(exc))
+            self._backend.interrupt(other)
 
 
 # -- helpers -------------------------------------------------------------------------
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _make_backend(backend: str | Backend) -> Backend:
+    if backend == "thread":
+        return ThreadBackend()
+    if backend == "ray":
+        # Imported only when asked for: the core never imports ray.
+        from ._backends.ray import RayBackend
 
-
-def last_ai_text(holder: SubagentResult) -> str | None:
-    """The text of the last AI message recorded so far, if any has text."""
-    for message in reversed(holder.ai_messages):
-        text = message.get("text")
-        if text:
-            return str(text)
-    return None
+        ray_backend: Backend = RayBackend()
+        return ray_backend
+    if isinstance(backend, str) or not isinstance(backend, Backend):
+        raise ValueError(
+            "SubagentRuntime.backend must be 'thread', 'ray' or a backend object "
+            f"(e.g. subagent_exec.RayBackend(...)), got {backend!r}"
+        )
+    return backend
 
 
 async def _forgotten_run(holder: SubagentResult) -> RunOutcome:  # pragma: no cover
     raise RuntimeError("this task was cleaned up")
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop, holder: SubagentResult) -> None:
-    """Like asyncio.run's teardown, but bounded and without waiting for the
-    default executor (its sync calls are abandoned, see _threads.py)."""
-    try:
-        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
-        if _has_unfinished_asyncgens(loop):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-    except Exception:
-        logger.exception("%s error while closing the sub-agent loop", _log_extra(holder))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``shutdown_asyncgens`` would have anything to close.
-
-    Usually nothing: a finished or cancelled run leaves at most the graph's
-    ``astream`` generator behind, already finished. Running the loop once more
-    just to learn that costs ~0.1 ms of GIL-holding work per sub-agent, which a
-    whole tree stopped at once pays serially (benchmarks/, scenario stop_tree).
-    ``_asyncgens`` is a BaseEventLoop detail; any other loop gets the full path.
-    """
-    tracked = getattr(loop, "_asyncgens", None)
-    if tracked is None:
-        return True
-    return any(gen.ag_frame is not None for gen in list(tracked))
 
 
 def _status_filter(
