@@ -140,6 +140,7 @@ def run_one(scenario: Scenario, options: Options) -> ScenarioResult:
     gc.collect()  # garbage of the previous scenario must not be collected inside this one
     pauses = GcPauses()
     gc.callbacks.append(pauses.callback)
+    load_before = load_average()
     started = time.perf_counter()
     try:
         outcome = scenario.run(options)
@@ -149,6 +150,7 @@ def run_one(scenario: Scenario, options: Options) -> ScenarioResult:
         gc.callbacks.remove(pauses.callback)
     outcome.duration_s = time.perf_counter() - started
     outcome.gc_pauses = pauses.summary()
+    outcome.load_average = [load_before, load_average()]
     return outcome
 
 

@@ -119,6 +119,8 @@ class ScenarioResult:
     duration_s: float = 0.0
     error: str | None = None
     gc_pauses: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: 1/5/15-minute load averages before and after the scenario.
+    load_average: list[list[float] | None] = field(default_factory=list)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -133,6 +135,7 @@ class ScenarioResult:
             "duration_s": self.duration_s,
             "error": self.error,
             "gc_pauses": self.gc_pauses,
+            "load_average": self.load_average,
             "figures": [f.to_json() for f in self.figures],
         }
 

@@ -38,16 +38,21 @@ def run(options: Options) -> ScenarioResult:
     direct: list[float] = []
     executed: list[float] = []
     awaited: list[float] = []
+    # CPU seconds of the whole process per round, divided by the tasks of the
+    # round: unlike wall time, barely changed by other tenants of the machine.
+    cpu: dict[str, list[float]] = {"direct": [], "execute": []}
     with SubagentRuntime(max_workers=8, name="bench-dispatch") as runtime:
         executor = SubagentExecutor(SubagentConfig(name="trivial", model=model), runtime=runtime)
         # Warm-up: first runs pay imports and caches on both paths.
         asyncio.run(_direct(model, 10, []))
         _through_executor(executor, 10, [])
         for _ in range(rounds):
-            direct_started = len(direct)
+            cpu_started = time.process_time()
             asyncio.run(_direct(model, per_round, direct))
-            assert len(direct) == direct_started + per_round
+            cpu["direct"].append((time.process_time() - cpu_started) / per_round)
+            cpu_started = time.process_time()
             _through_executor(executor, per_round, executed)
+            cpu["execute"].append((time.process_time() - cpu_started) / per_round)
             asyncio.run(_through_aexecute(executor, per_round, awaited))
 
     base = median(direct)
@@ -68,6 +73,15 @@ def run(options: Options) -> ScenarioResult:
             "µs",
             value=(median(executed) - base) * 1e6,
             note="median(executor) - median(direct)",
+        )
+    )
+    result.add(
+        Figure(
+            "CPU per task, execute() / direct (medians)",
+            "ratio",
+            value=median(cpu["execute"]) / median(cpu["direct"]),
+            note=f"{(median(cpu['execute']) - median(cpu['direct'])) * 1e6:.0f} µs more CPU "
+            "per task (process CPU time per round)",
         )
     )
     result.add(
