@@ -32,9 +32,9 @@ async def header_user(request: Request) -> str | None:
 class LiveServer:
     """uvicorn serving ``app`` in a background thread, on its own event loop."""
 
-    def __init__(self, app: FastAPI, *, graceful_seconds: float = 2.0) -> None:
+    def __init__(self, app: FastAPI, *, graceful_seconds: float = 2.0, port: int = 0) -> None:
         self.app = app
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock = socket.create_server(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -104,15 +104,18 @@ class SSE:
         return self.data.get("kind") if isinstance(self.data, dict) else None
 
 
-def sse_events(response: httpx.Response, *, keepalives: bool = False) -> Iterator[SSE]:
-    """Parse a text/event-stream response into events. Comments (keep-alives)
-    are skipped, or yielded as ``SSE("keep-alive", None, None)``."""
+def sse_events(
+    response: httpx.Response, *, keepalives: bool = False, hello: bool = False
+) -> Iterator[SSE]:
+    """Parse a text/event-stream response into events. The opening ``hello``
+    and comments (keep-alives) are skipped unless asked for; a keep-alive is
+    yielded as ``SSE("keep-alive", None, None)``."""
     event: str | None = None
     event_id: int | None = None
     data: list[str] = []
     for line in response.iter_lines():
         if line == "":
-            if data:
+            if data and (hello or event != "hello"):
                 yield SSE(event, event_id, json.loads("\n".join(data)))
             event, event_id, data = None, None, []
         elif line.startswith(":"):

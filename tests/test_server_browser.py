@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
 from subagent_exec.demo_agents import build_demo_lead_agent
-from subagent_exec.server import create_router, demo_run_starter
+from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
 
 from .server_support import SETTLE, LiveServer, wait_for
 
@@ -107,7 +107,7 @@ def page_server() -> Iterator[tuple[LiveServer, SubagentRuntime]]:
     # A grace period before the interrupt keeps "Stopping…" on screen long
     # enough to be seen; the chips must still all end "cancelled".
     runtime = SubagentRuntime(
-        max_workers=8, max_depth=3, cancel_grace_seconds=1.0, cleanup_timeout_seconds=3.0,
+        max_workers=8, max_depth=3, cancel_grace_seconds=1.5, cleanup_timeout_seconds=3.0,
         name="page",
     )
     app = FastAPI()
@@ -166,10 +166,22 @@ def test_page_shows_the_tree_live_and_stop_turns_every_chip_cancelled(
     assert elapsed.endswith(" s"), elapsed
     screenshot(browser, "server-page-running.png")
 
+    # Record every status each chip shows from here on, however briefly.
+    browser.execute_script(
+        """window.seenStatuses = {};
+           new MutationObserver((mutations) => {
+             for (const m of mutations) {
+               const id = m.target.closest('.task').dataset.taskId;
+               (window.seenStatuses[id] ||= []).push(m.target.dataset.status);
+             }
+           }).observe(document.getElementById('runs'),
+                      {attributes: true, subtree: true, attributeFilter: ['data-status']});"""
+    )
     stop = browser.find_element(By.CSS_SELECTOR, ".run > .row button.stop")
     stop.click()
     assert stop.text == "Stopping…" and not stop.is_enabled()
-    # The stop reaches the whole tree: every sub-agent says so while unwinding.
+    # The stop reaches the whole tree: every sub-agent says so while unwinding
+    # (the runtime's grace period keeps this state on screen).
     wait_for(
         lambda: all(s == "stopping" for s, _ in chips(browser).values()), "every chip stopping"
     )
@@ -184,6 +196,10 @@ def test_page_shows_the_tree_live_and_stop_turns_every_chip_cancelled(
     assert not any(b.is_displayed() for b in browser.find_elements(By.CSS_SELECTOR, "button.stop"))
     assert set(chips(browser)) == set(server_statuses(server))
     assert set(server_statuses(server).values()) == {"cancelled"}
+    seen = browser.execute_script("return window.seenStatuses")
+    assert set(seen) == set(chips(browser))
+    for statuses in seen.values():
+        assert statuses[-2:] == ["stopping", "cancelled"], statuses  # never back to running
     before = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".elapsed")]
     time.sleep(0.5)
     assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".elapsed")] == before, (
@@ -254,3 +270,42 @@ def test_page_stays_correct_under_a_burst_of_events(
     )
     runs = browser.execute_script("return document.querySelectorAll('#runs > .run').length")
     assert runs == len(roots), "every run is a card; every sub-agent sits under its parent"
+
+
+@pytest.mark.timeout(900)
+def test_page_resyncs_after_the_server_restarts(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    def serve(port: int = 0) -> tuple[LiveServer, SubagentRuntime, SubagentRouter]:
+        runtime = SubagentRuntime(max_workers=4, name="restart")
+        router = create_router(runtime, start_run=odd_run_starter)
+        app = FastAPI()
+        app.include_router(router)
+        return LiveServer(app, graceful_seconds=0.5, port=port).start(), runtime, router
+
+    first, first_runtime, first_router = serve()
+    browser.get(first.base_url + "/")
+    old = first.client().post("/runs").json()["task_id"]
+    wait_for(lambda: old in chips(browser), "the first server's run on the page")
+    first_router.event_buffer.stop()  # as `subagent-exec serve` does on Ctrl-C
+    first.stop()
+    first_runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
+    # A new server on the same address numbers its events from 1 again: the
+    # page's Last-Event-ID is stale, the stream says reset, the page re-reads.
+    second, second_runtime, _ = serve(first.port)
+    try:
+        new = second.client().post("/runs").json()["task_id"]
+        wait_for(
+            lambda: old not in chips(browser) and new in chips(browser),
+            "the old server's run gone, the new one shown",
+        )
+        assert set(chips(browser)) <= set(server_statuses(second))
+        connection = browser.find_element(By.ID, "connection")
+        assert connection.get_attribute("data-state") == "live"
+        second.client().post(f"/tasks/{new}/stop")
+        wait_for(
+            lambda: {s for s, _ in chips(browser).values()} == {"cancelled"}, "the new run stops"
+        )
+    finally:
+        second.stop()
+        second_runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)

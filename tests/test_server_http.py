@@ -393,6 +393,28 @@ def test_query_after_resumes_like_last_event_id_and_header_wins(
     assert [e.id for e in from_header] == [e.id for e in from_query[1:]]
 
 
+def test_every_stream_opens_with_the_servers_epoch(
+    live: LiveServer, user: str, router: SubagentRouter, http_runtime: SubagentRuntime
+) -> None:
+    # Seqs restart at 1 on a new server: the epoch tells a reconnecting client
+    # whether it resumed or reached a different server (then: re-read /tasks).
+    client = live.client(user)
+    with client.stream("GET", "/events") as response:
+        first = next(sse_events(response, hello=True))
+    with client.stream("GET", "/events", headers={"last-event-id": "1"}) as response:
+        again = next(sse_events(response, hello=True))
+    assert first.event == again.event == "hello"
+    assert first.data["epoch"] == again.data["epoch"] == router.event_buffer.epoch
+    app, other = make_app(http_runtime)
+    server = LiveServer(app).start()
+    try:
+        with server.client(user).stream("GET", "/events") as response:
+            elsewhere = next(sse_events(response, hello=True))
+        assert elsewhere.data["epoch"] == other.event_buffer.epoch != first.data["epoch"]
+    finally:
+        server.stop()
+
+
 def test_stale_last_event_id_gets_a_reset(
     live: LiveServer, user: str, router: SubagentRouter
 ) -> None:

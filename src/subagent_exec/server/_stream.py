@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -128,6 +129,10 @@ class EventBuffer:
         self._dropped_through = 0
         self._clients: set[StreamClient] = set()
         self._unsubscribe: Callable[[], None] | None = None
+        #: Names this buffer's numbering: event seqs restart at 1 with a new
+        #: runtime (a restarted server), so a client compares epochs to tell
+        #: "resumed" from "talking to a different server".
+        self.epoch = uuid.uuid4().hex
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -240,8 +245,9 @@ async def event_frames(
     keepalive_seconds: float,
     finished: Callable[[], bool] | None = None,
 ) -> AsyncIterator[bytes]:
-    """The body of one event stream: buffered events newer than ``after``
-    (``None`` = from now on) that ``select`` keeps, as SSE frames.
+    """The body of one event stream: a ``hello`` (the buffer's epoch), then
+    buffered events newer than ``after`` (``None`` = from now on) that
+    ``select`` keeps, as SSE frames.
 
     With ``finished``, the stream ends once ``finished()`` is true and every
     event the runtime had published at that moment has been sent, so the
@@ -251,7 +257,8 @@ async def event_frames(
     """
     client = buffer.connect()
     try:
-        yield b"retry: 2000\n\n"
+        hello = {"epoch": buffer.epoch, "last_seq": buffer.last_seq}
+        yield b"retry: 2000\n\n" + sse_frame(hello, event="hello")
         last = buffer.last_seq if after is None else after
         if last > buffer.last_seq:
             yield sse_frame({"reason": RESET_REASON_STALE}, event="reset")

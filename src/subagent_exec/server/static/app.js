@@ -19,6 +19,7 @@
   const tasks = new Map(); // task id -> task (insertion order = creation order)
   let clockOffset = 0; // server time - local time, seconds
   let source = null;
+  let serverEpoch = null; // which server's event numbering we follow
 
   function rank(status) {
     return TERMINAL.has(status) ? 2 : status === "running" ? 1 : 0;
@@ -31,6 +32,7 @@
         id, parentId: parentId || null, name: name || "", text: "", status: "pending",
         stopping: false, stopClicked: false, createdAt: null, startedAt: null,
         completedAt: null, reason: null, error: null, result: null, messages: 0,
+        lastSeq: 0,
       };
       tasks.set(id, t);
     }
@@ -68,6 +70,7 @@
 
   function applyEvent(ev) {
     const t = ensureTask(ev.task_id, ev.parent_id, ev.subagent_name);
+    t.lastSeq = Math.max(t.lastSeq, ev.seq);
     const data = ev.data || {};
     switch (ev.kind) {
       case "created":
@@ -96,12 +99,32 @@
     setStatus(t, ev.status);
   }
 
-  async function loadSnapshot() {
+  function forgetEverything() {
+    tasks.clear();
+    for (const view of views.values()) view.wrap.remove();
+    views.clear();
+    scheduleRender();
+  }
+
+  async function loadSnapshot({ prune = false } = {}) {
     const response = await fetch(BASE + "tasks", { cache: "no-store" });
     if (!response.ok) throw new Error("GET tasks: HTTP " + response.status);
     const body = await response.json();
     clockOffset = body.server_time - Date.now() / 1000;
     for (const d of body.tasks) mergeSnapshot(d);
+    if (prune) {
+      // After a reset (a restarted server, or events lost): forget tasks the
+      // server no longer knows, unless an event newer than the snapshot
+      // mentioned them (then the snapshot was simply taken before they existed).
+      const known = new Set(body.tasks.map((d) => d.task_id));
+      for (const [id, t] of tasks) {
+        if (known.has(id) || t.lastSeq > body.last_seq) continue;
+        tasks.delete(id);
+        const view = views.get(id);
+        if (view) view.wrap.remove();
+        views.delete(id);
+      }
+    }
     scheduleRender();
     return body.last_seq;
   }
@@ -118,9 +141,19 @@
       applyEvent(JSON.parse(message.data));
       scheduleRender();
     });
+    source.addEventListener("hello", (message) => {
+      const epoch = JSON.parse(message.data).epoch;
+      if (serverEpoch !== null && epoch !== serverEpoch) {
+        // A different server (restarted): its seqs start over, so nothing we
+        // hold is comparable. Start from its list; its events follow this one.
+        forgetEverything();
+        loadSnapshot().catch((err) => notice(String(err)));
+      }
+      serverEpoch = epoch;
+    });
     source.addEventListener("reset", () => {
       // The stream could not replay everything we missed: re-read the list.
-      loadSnapshot().catch((err) => notice(String(err)));
+      loadSnapshot({ prune: true }).catch((err) => notice(String(err)));
     });
   }
 
@@ -207,7 +240,12 @@
     const elapsed = el("span", "elapsed");
     const button = el("button", "stop", "Stop");
     button.type = "button";
-    button.addEventListener("click", () => stopTask(t.id));
+    button.addEventListener("click", () => {
+      // Feedback now, not at the next frame: the click must visibly register.
+      button.textContent = "Stopping…";
+      button.disabled = true;
+      stopTask(t.id);
+    });
     const detail = el("div", "detail");
     row.append(chip, name, what, elapsed, button, detail);
     const children = el("div", "children");

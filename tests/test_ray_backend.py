@@ -1,0 +1,456 @@
+"""The backend seam and the Ray backend.
+
+The behavioural tests at the top run on both backends (``backend`` fixture):
+statuses, streaming of AI messages and events, cancel of running and pending
+tasks, deadlines, trees and their cascades, retention, and the ``task`` tool
+in a lead agent. Everything a sub-agent runs here is defined at module level
+(or as a ``functools.partial`` of it), so it can travel to a Ray worker; the
+driver learns that a run is under way from its first AI message, the one
+signal that crosses processes.
+
+The Ray-only tests below cover what has no thread equivalent: serialisation
+errors at submission, refused nested delegation, a dead actor, an actor whose
+loop is blocked (the cleanup timeout), and how Ray gets initialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+from langgraph.graph import MessagesState
+
+from subagent_exec import (
+    SubagentConfig,
+    SubagentExecutor,
+    SubagentResult,
+    SubagentRuntime,
+    SubagentStatus,
+    TaskEvent,
+    make_task_tool,
+)
+from subagent_exec.testing import ScriptedChatModel, tool_call
+
+from .helpers import SETTLE, graph_of, terminal, wait_until
+from .task_tool_helpers import delegate, final_text, lead_agent, task_call, tool_messages
+
+# -- what the sub-agents run (module level: importable by a Ray worker) ----------
+
+
+def answer_graph(text: str = "done", delay: float = 0.0) -> Any:
+    async def answer(state: MessagesState) -> dict[str, Any]:
+        await asyncio.sleep(delay)
+        return {"messages": [AIMessage(content=text)]}
+
+    return graph_of(answer)
+
+
+def working_graph(seconds: float = 30.0, text: str = "slept") -> Any:
+    """Says "working" (the driver sees it as an AI message), then awaits ``seconds``."""
+
+    async def announce(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(content="working")]}
+
+    async def work(state: MessagesState) -> dict[str, Any]:
+        await asyncio.sleep(seconds)
+        return {"messages": [AIMessage(content=text)]}
+
+    return graph_of(announce, work)
+
+
+def failing_graph() -> Any:
+    async def fail(state: MessagesState) -> dict[str, Any]:
+        raise ValueError("boom 42")
+
+    return graph_of(fail)
+
+
+def dying_graph() -> Any:
+    """Announces itself, then kills the process it runs in."""
+
+    async def announce(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(content="working")]}
+
+    async def die(state: MessagesState) -> dict[str, Any]:
+        await asyncio.sleep(0.2)
+        os._exit(1)
+
+    return graph_of(announce, die)
+
+
+def blocking_graph(seconds: float) -> Any:
+    """Announces itself, then blocks its event loop with a sync sleep."""
+
+    async def announce(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(content="working")]}
+
+    async def block(state: MessagesState) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {"messages": [AIMessage(content="blocked")]}
+
+    return graph_of(announce, block)
+
+
+@tool
+async def lookup(query: str) -> str:
+    """Look something up."""
+    return f"facts about {query}"
+
+
+def runs(runtime: SubagentRuntime, factory: Callable[[], Any], name: str = "worker", **kw: Any):  # type: ignore[no-untyped-def]
+    config = SubagentConfig(name=name, graph_factory=factory, **kw)
+    return SubagentExecutor(config, runtime=runtime)
+
+
+def start(
+    runtime: SubagentRuntime, factory: Callable[[], Any], task: str = "go", **kw: Any
+) -> SubagentResult:
+    holder = runtime.get(runs(runtime, factory, **kw).execute_async(task))
+    assert holder is not None
+    return holder
+
+
+def working(holder: SubagentResult) -> bool:
+    """Whether the run has said "working" (it is RUNNING on its worker)."""
+    return wait_until(lambda: any(m["text"] == "working" for m in holder.ai_messages))
+
+
+@pytest.fixture
+def rt(make_backend_runtime: Callable[..., SubagentRuntime]) -> SubagentRuntime:
+    return make_backend_runtime(max_workers=4)
+
+
+# -- statuses and streaming (both backends) ----------
+
+
+def test_completion_streams_ai_messages_and_events_in_order(rt: SubagentRuntime) -> None:
+    kinds: list[str] = []
+    seen = threading.Event()
+
+    def record(event: TaskEvent) -> None:
+        kinds.append(event.kind)
+        if event.is_terminal:
+            seen.set()
+
+    rt.subscribe(record)
+    holder = terminal(start(rt, functools.partial(working_graph, 0.05, "the answer")))
+    assert holder.status is SubagentStatus.COMPLETED
+    assert holder.result == "the answer"
+    assert [m["text"] for m in holder.ai_messages] == ["working", "the answer"]
+    assert seen.wait(SETTLE)
+    assert kinds == ["created", "started", "ai_message", "ai_message", "completed"]
+
+
+def test_an_error_in_the_run_fails_with_the_original_type_and_message(rt: SubagentRuntime) -> None:
+    holder = terminal(start(rt, failing_graph))
+    assert holder.status is SubagentStatus.FAILED
+    assert holder.error == "ValueError: boom 42"
+
+
+def test_max_turns_fails_with_the_partial_answer(rt: SubagentRuntime) -> None:
+    looping = functools.partial(
+        ScriptedChatModel, default=None, router=_always_look_up, latency=0.0
+    )
+    config = SubagentConfig(name="looper", model=looping, max_turns=2)
+    holder = SubagentExecutor(config, tools=[lookup], runtime=rt).execute("loop", timeout=SETTLE)
+    assert holder.status is SubagentStatus.FAILED
+    assert holder.stop_reason == "max_turns"
+    assert holder.error is not None and holder.error.startswith("MaxTurnsExceeded:")
+    assert holder.result == "looking it up"
+
+
+def _always_look_up(messages: list[Any]) -> AIMessage:
+    reply = tool_call("lookup", {"query": "more"})
+    reply.content = "looking it up"
+    return reply
+
+
+# -- cancel and deadlines (both backends) ----------
+
+
+def test_cancel_of_a_running_task_ends_it_quickly(rt: SubagentRuntime) -> None:
+    holder = start(rt, functools.partial(working_graph, 30.0))
+    assert working(holder)
+    began = time.monotonic()
+    assert rt.request_cancel(holder.task_id, "host said stop")
+    terminal(holder)
+    assert time.monotonic() - began < 2.0  # generous: a loaded 2-core machine
+    assert holder.status is SubagentStatus.CANCELLED
+    assert holder.cancel_reason == "host said stop"
+    assert holder.result is None and holder.error is None
+    assert wait_until(lambda: rt.stats()["free_slots"] == rt.max_workers)
+
+
+def test_cancel_of_a_pending_task_never_starts_it(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=1)
+    first = start(rt, functools.partial(working_graph, 30.0))
+    queued = start(rt, functools.partial(answer_graph, "never"))
+    assert working(first)
+    assert queued.status is SubagentStatus.PENDING
+    assert rt.request_cancel(queued.task_id)
+    assert queued.status is SubagentStatus.CANCELLED  # at once, without any worker
+    assert queued.started_at is None
+    rt.request_cancel(first.task_id)
+    terminal(first)
+    time.sleep(0.2)  # a wrongly started queued task would show up now
+    assert queued.started_at is None and queued.ai_messages == []
+    if rt.backend.name == "ray":
+        assert rt.stats()["ray_submitted_total"] == 1  # nothing was sent to Ray
+
+
+def test_deadline_times_out_a_running_task(rt: SubagentRuntime) -> None:
+    holder = start(rt, functools.partial(working_graph, 30.0), timeout_seconds=0.5)
+    terminal(holder)
+    assert holder.status is SubagentStatus.TIMED_OUT
+    assert holder.error is not None and holder.error.startswith("TimeoutError:")
+    assert holder.duration_seconds is not None and holder.duration_seconds < 3.0
+
+
+def test_deadline_counts_from_running_not_from_submission(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=1)
+    first = start(rt, functools.partial(working_graph, 0.8))
+    second = start(rt, functools.partial(answer_graph, "in time", 0.3), timeout_seconds=1.0)
+    terminal(first)
+    terminal(second)
+    assert second.status is SubagentStatus.COMPLETED  # queued ~0.8 s + ran 0.3 s < 1.0 s
+
+
+def test_a_cancel_before_the_deadline_wins(rt: SubagentRuntime) -> None:
+    holder = start(rt, functools.partial(working_graph, 30.0), timeout_seconds=0.6)
+    assert working(holder)
+    rt.request_cancel(holder.task_id)
+    terminal(holder)
+    time.sleep(0.8)  # past the deadline
+    assert holder.status is SubagentStatus.CANCELLED
+
+
+# -- trees (both backends; the tree lives on the driver) ----------
+
+
+def _tree(rt: SubagentRuntime, fanout: int, timeout_seconds: float = 900.0) -> list[SubagentResult]:
+    """A root and two levels of children started from the host with parent_id."""
+    long = functools.partial(working_graph, 30.0)
+    root = start(rt, long, name="root", timeout_seconds=timeout_seconds)
+    nodes = [root]
+    level = [root]
+    for depth in (2, 3):
+        next_level = []
+        for parent in level:
+            for index in range(fanout):
+                task_id = runs(rt, long, name=f"d{depth}").execute_async(
+                    f"part {index}", parent_id=parent.task_id
+                )
+                child = rt.get(task_id)
+                assert child is not None and child.depth == depth
+                next_level.append(child)
+        nodes.extend(next_level)
+        level = next_level
+    return nodes
+
+
+def test_cancelling_the_root_stops_every_descendant(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=8)
+    nodes = _tree(rt, fanout=2)  # 1 + 2 + 4, all running
+    assert all(working(node) for node in nodes)
+    root = nodes[0]
+    assert rt.request_cancel(root.task_id, "stop the tree")
+    for node in nodes:
+        terminal(node)
+        assert node.status is SubagentStatus.CANCELLED
+    assert all(f"ancestor {root.task_id}" in (n.cancel_reason or "") for n in nodes[1:])
+    assert wait_until(lambda: rt.stats()["free_slots"] == 8)
+
+
+def test_a_root_timing_out_cancels_its_subtree(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=8)
+    nodes = _tree(rt, fanout=1, timeout_seconds=1.0)
+    for node in nodes:
+        terminal(node)
+    assert nodes[0].status is SubagentStatus.TIMED_OUT
+    assert [n.status for n in nodes[1:]] == [SubagentStatus.CANCELLED] * 2
+    assert "timed out" in (nodes[2].cancel_reason or "")
+
+
+def test_a_child_started_under_a_stopped_parent_never_runs(rt: SubagentRuntime) -> None:
+    parent = start(rt, functools.partial(working_graph, 30.0))
+    rt.request_cancel(parent.task_id)
+    child_id = runs(rt, answer_graph).execute_async("late", parent_id=parent.task_id)
+    child = terminal(rt.get(child_id))
+    assert child.status is SubagentStatus.CANCELLED and child.started_at is None
+
+
+# -- retention (both backends) ----------
+
+
+def test_retain_max_keeps_only_the_newest_results(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=2, retain_max=2)
+    holders = [terminal(start(rt, functools.partial(answer_graph, f"r{i}"))) for i in range(4)]
+    assert [h.result for h in holders] == ["r0", "r1", "r2", "r3"]
+    assert [rt.get(h.task_id) is not None for h in holders] == [False, False, True, True]
+
+
+# -- the task tool in a lead agent (both backends) ----------
+
+
+def test_task_tool_in_a_lead_agent_streams_progress_and_returns_the_answer(
+    rt: SubagentRuntime,
+) -> None:
+    child_model = functools.partial(ScriptedChatModel, default="the answer", latency=0.2)
+    config = SubagentConfig(name="worker", description="does work", model=child_model)
+    events: list[dict[str, Any]] = []
+    task = make_task_tool([config], runtime=rt, on_event=events.append)
+    agent = lead_agent([delegate(task_call("worker", "do it")), "lead done"], task)
+    result = asyncio.run(agent.ainvoke({"messages": [("user", "go")]}))
+    assert final_text(result) == "lead done"
+    [message] = tool_messages(result)
+    assert message.text == "the answer"
+    assert [e["type"] for e in events] == ["task_started", "task_running", "task_completed"]
+    child = rt.get(message.artifact["task_id"])
+    assert child is not None and child.status is SubagentStatus.COMPLETED
+
+
+# -- Ray only ----------
+
+
+@pytest.fixture
+def ray_rt(make_runtime: Callable[..., SubagentRuntime], ray_pool: Any) -> SubagentRuntime:
+    from subagent_exec import RayBackend
+
+    return make_runtime(max_workers=4, backend=RayBackend(pool=ray_pool))
+
+
+def test_ray_refuses_a_tool_it_cannot_send_and_registers_nothing(ray_rt: SubagentRuntime) -> None:
+    lock = threading.Lock()
+
+    @tool
+    def locked(query: str) -> str:
+        """Uses a lock of this process."""
+        with lock:
+            return query
+
+    model = functools.partial(ScriptedChatModel, default="x")
+    config = SubagentConfig(name="holder", model=model)
+    ex = SubagentExecutor(config, tools=[locked], runtime=ray_rt)
+    with pytest.raises(TypeError, match=r"sub-agent 'holder'.*tool 'locked'.*_thread\.lock"):
+        ex.execute_async("go")
+    assert ray_rt.list_tasks() == [] and ray_rt.stats()["submitted_total"] == 0
+
+
+def test_ray_names_a_model_instance_it_cannot_send(ray_rt: SubagentRuntime) -> None:
+    config = SubagentConfig(name="direct", model=ScriptedChatModel(default="x"))
+    with pytest.raises(TypeError, match="the config's model could not be serialised"):
+        SubagentExecutor(config, runtime=ray_rt).execute_async("go")
+    assert ray_rt.list_tasks() == []
+
+
+def test_ray_refuses_nested_delegation_at_submission(ray_rt: SubagentRuntime) -> None:
+    inner = SubagentConfig(name="inner", model=functools.partial(ScriptedChatModel, default="x"))
+    task_tool = make_task_tool([inner], runtime=ray_rt)
+    outer = SubagentConfig(
+        name="outer",
+        model=functools.partial(ScriptedChatModel, default="x"),
+        disallowed_tools=(),
+    )
+    ex = SubagentExecutor(outer, tools=[task_tool], runtime=ray_rt)
+    with pytest.raises(ValueError, match="nested delegation is not supported on the Ray backend"):
+        ex.execute_async("delegate")
+    assert ray_rt.list_tasks() == []
+
+
+@pytest.fixture(scope="module")
+def lone_pool(ray_pool: Any) -> Iterator[Any]:
+    """A one-actor pool of its own, for tests that kill or block their actor."""
+    from subagent_exec import RayWorkerPool
+
+    pool = RayWorkerPool(actors=1)
+    pool.ready(timeout=120.0)
+    yield pool
+    pool.kill()
+
+
+def test_ray_a_dead_actor_fails_the_task_clearly_and_is_replaced(
+    make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
+) -> None:
+    from subagent_exec import RayBackend
+
+    rt = make_runtime(max_workers=2, backend=RayBackend(pool=lone_pool))
+    holder = start(rt, dying_graph)
+    terminal(holder, timeout=30.0)
+    assert holder.status is SubagentStatus.FAILED
+    assert holder.error is not None and holder.error.startswith("RayActorError: the Ray worker")
+    assert rt.stats()["ray_actors_replaced_total"] == 1
+    lone_pool.ready(timeout=120.0)
+    after = terminal(start(rt, functools.partial(answer_graph, "alive")), timeout=30.0)
+    assert after.status is SubagentStatus.COMPLETED and after.result == "alive"
+
+
+def test_ray_a_run_that_cannot_unwind_is_abandoned_after_the_cleanup_timeout(
+    make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
+) -> None:
+    from subagent_exec import RayBackend
+
+    rt = make_runtime(
+        max_workers=2, cleanup_timeout_seconds=1.0, backend=RayBackend(pool=lone_pool)
+    )
+    holder = start(rt, functools.partial(blocking_graph, 4.0))
+    assert working(holder)
+    time.sleep(0.2)  # inside the blocking sleep
+    began = time.monotonic()
+    rt.request_cancel(holder.task_id)
+    terminal(holder)
+    assert 0.8 < time.monotonic() - began < 3.0
+    assert holder.status is SubagentStatus.CANCELLED
+    assert holder.stop_reason == "cleanup_timeout"
+    assert holder.error is not None and holder.error.startswith("CleanupTimeout:")
+    assert rt.stats()["ray_abandoned_runs_total"] == 1
+    assert wait_until(lambda: rt.stats()["free_slots"] == 2)
+    lone_pool.ready(timeout=30.0)  # the actor's loop is free again for the next test
+
+
+def test_ray_backend_says_how_to_initialise_ray(
+    monkeypatch: pytest.MonkeyPatch, ray_pool: Any
+) -> None:
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(RuntimeError, match=r"Ray is not initialised.*address=.*start_local=True"):
+        SubagentRuntime(backend="ray")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"num_cpus": 2}, "num_cpus is only used with start_local=True"),
+        ({"address": "auto", "start_local": True}, "either address"),
+        ({"address": ""}, "RayBackend.address"),
+        ({"start_local": True, "num_cpus": 0}, "num_cpus must be an int >= 1"),
+        ({"pool": "mine"}, "RayBackend.pool must be a RayWorkerPool"),
+    ],
+)
+def test_ray_backend_bad_arguments_are_named(kwargs: dict[str, Any], expected: str) -> None:
+    from subagent_exec import RayBackend
+
+    with pytest.raises(ValueError, match=expected):
+        RayBackend(**kwargs)
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="backend must be 'thread', 'ray' or a backend object"):
+        SubagentRuntime(backend="dask")
+
+
+def test_a_backend_object_serves_one_runtime(make_runtime: Callable[..., SubagentRuntime]) -> None:
+    from subagent_exec._backends.thread import ThreadBackend
+
+    shared = ThreadBackend()
+    make_runtime(backend=shared)
+    with pytest.raises(ValueError, match="serves one SubagentRuntime"):
+        make_runtime(backend=shared)
