@@ -6,6 +6,9 @@ under one lock, and a stop that reaches the in-flight await at once and
 cascades down the whole tree.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._backends.base import Backend
 from ._config import SubagentConfig
 from ._context import get_current_task_id
 from ._default import (
@@ -33,13 +36,29 @@ from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
 from ._task_tool import SubagentMiddleware, TaskTool, make_task_tool
 
+if TYPE_CHECKING:
+    from ._backends.ray import RayBackend, RayWorkerPool
+
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # The Ray backend is imported only when asked for: the core never imports ray.
+    if name in ("RayBackend", "RayWorkerPool"):
+        from ._backends import ray as ray_backend
+
+        return getattr(ray_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "Backend",
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",
     "ModelBindingError",
+    "RayBackend",
+    "RayWorkerPool",
     "RuntimeClosedError",
     "SubagentConfig",
     "SubagentError",

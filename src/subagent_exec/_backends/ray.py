@@ -1,0 +1,689 @@
+"""The Ray backend: each sub-agent as an async actor method on a Ray cluster.
+
+Imported only when used (``SubagentRuntime(backend="ray")`` or
+``RayBackend(...)``); the core never imports ``ray``. Install the extra:
+``pip install 'subagent-exec[ray]'``. Guide: docs/ray.md.
+
+What stays on the driver (the process that owns the ``SubagentRuntime``):
+the registry, the parent -> children tree, slots, statuses, events,
+retention, deadlines and every stop decision. What runs on Ray: the run
+coroutine itself (``run_subagent`` for an executor's task), on the event loop
+of one of the pool's async actors, reporting into a *worker-side* holder.
+
+Design decisions:
+
+* **Workers.** A :class:`RayWorkerPool` of N async actors (``max_concurrency``
+  runs each, ``num_cpus=0`` and the SPREAD strategy by default, since
+  sub-agents mostly wait on model calls). A task goes to the actor with the
+  fewest runs in flight. One pool can serve several runtimes; an actor pays
+  for importing langchain/langgraph once, when it is created, not per run.
+* **The driver side** is one asyncio loop on one daemon thread per backend:
+  it submits runs, consumes their streams and holds the deadline timers (no
+  thread per task). ``start`` and ``interrupt`` only post to that loop, so a
+  stop can never overtake the submission of the run it stops.
+* **Streaming.** The actor method is a streaming generator
+  (``num_returns="streaming"``): every AI message the run records is sent
+  back at once and recorded on the driver's holder (so ``ai_message`` events,
+  ``ai_messages`` and the task tool's ``task_running`` events work as with
+  threads); the last item is the run's :class:`~.base.Ending`.
+* **Stopping.** Our own stop first: the actor's ``stop`` method latches the
+  stop on the worker-side holder (its ``cancel_event`` is what the run's
+  cooperative checks read) and cancels the run's asyncio task on the actor's
+  loop after ``cancel_grace_seconds``. ``ray.cancel(ref, recursive=True)`` is
+  the second line, one second later if the run has not ended. After
+  ``cleanup_timeout_seconds`` the status is written anyway (CANCELLED /
+  TIMED_OUT with a ``CleanupTimeout`` error), the slot is given back and the
+  run is counted in ``ray_abandoned_runs_total``.
+* **Outcomes.** Our cancel -> CANCELLED, our deadline -> TIMED_OUT, an error in
+  the run -> FAILED ``"OriginalType: message"`` (mapped on the worker, from the
+  original exception, never from Ray's wrapper), a dead actor or worker ->
+  FAILED ``"RayActorError: ..."`` unless we had asked for the stop, in which
+  case the latched stop status stands. A dead actor is replaced.
+* **A PENDING task cancelled never starts**: ``holder._start()`` runs on the
+  driver before anything is submitted to Ray.
+* **Serialisation.** The run (for an executor: its config, model or model
+  factory, graph factory and tools) is pickled with cloudpickle at
+  submission; what cannot be pickled is named in a ``TypeError`` and nothing
+  is registered. Functions of modules the workers can import travel by
+  reference (the worker imports that module); everything else by value.
+* **Callbacks do not cross processes.** Tracing handlers given to the
+  executor or inherited from the lead agent's run stay on the driver and are
+  *not* called for a run on Ray; the worker run gets only its stop
+  checkpoint. A tracer configured in the worker's environment (e.g. LangSmith
+  environment variables) sees the run as its own root run, tagged with
+  ``subagent_task_id`` / ``subagent_trace_id`` metadata.
+* **Nested delegation** (a sub-agent on Ray that has the ``task`` tool) is not
+  supported yet and is refused at submission: the worker would need a way to
+  ask the driver's runtime to create and register its children. Trees whose
+  parents run on the driver (the lead agent's children, or children started
+  with ``parent_id`` from the host) work fully, cascades included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray import cloudpickle
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
+
+from .._context import current_task_id
+from .._result import SubagentResult
+from .._status import SubagentStatus
+from .base import Ending, describe, ending_of, finish, log_extra
+
+if TYPE_CHECKING:
+    from .._runtime import RunFunction, SubagentRuntime, _Task
+
+logger = logging.getLogger("subagent_exec")
+
+#: After our own stop, how long before ``ray.cancel`` is sent as a second line.
+SECOND_LINE_SECONDS = 1.0
+
+
+# -- the worker side (runs inside a Ray actor process) ---------------------------------
+
+
+@dataclass
+class _WorkerRun:
+    holder: SubagentResult
+    inner: asyncio.Task[Any]
+
+
+class SubagentWorker:
+    """An async actor running many sub-agents at once on its own event loop."""
+
+    def __init__(self) -> None:
+        # Pay the import of the engine and of langchain's agent once per
+        # actor, when it is created, instead of on the first run.
+        from langchain.agents import create_agent  # noqa: F401
+
+        from .. import _run  # noqa: F401
+
+        self._runs: dict[str, _WorkerRun] = {}
+        #: Stops that arrived before their run (Ray does not order the calls
+        #: of an async actor); applied when the run arrives.
+        self._early_stops: dict[str, tuple[str, bool, float]] = {}
+
+    async def ready(self) -> bool:
+        return True
+
+    async def run(
+        self, task_id: str, meta: Mapping[str, Any], payload: bytes
+    ) -> AsyncIterator[tuple[str, Any, Any]]:
+        """Run one sub-agent; yields ("ai", record, id) items, then ("end", Ending, None)."""
+        queue: asyncio.Queue[tuple[str, Any, Any] | None] = asyncio.Queue()
+
+        def on_event(kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
+            if kind == "ai_message":
+                message = data["message"]
+                message_id = message.get("id") or f"worker-{len(holder.ai_messages) - 1}"
+                queue.put_nowait(("ai", message, message_id))
+
+        holder = SubagentResult(
+            task_id=task_id,
+            subagent_name=meta["subagent_name"],
+            task=meta["task"],
+            trace_id=meta["trace_id"],
+            parent_id=meta["parent_id"],
+            depth=meta["depth"],
+            owner=meta["owner"],
+            on_event=on_event,
+        )
+        holder._start()
+        try:
+            run_function = cloudpickle.loads(payload)
+        except Exception as exc:
+            error = f"cannot load the sub-agent on the Ray worker: {describe(exc)}"
+            yield ("end", Ending(SubagentStatus.FAILED, error=error), None)
+            return
+        context = contextvars.Context()
+        context.run(current_task_id.set, task_id)
+        inner = asyncio.get_running_loop().create_task(run_function(holder), context=context)
+        inner.add_done_callback(lambda _task: queue.put_nowait(None))
+        self._runs[task_id] = _WorkerRun(holder, inner)
+        early = self._early_stops.pop(task_id, None)
+        if early is not None:
+            self._stop_run(self._runs[task_id], *early)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            yield ("end", ending_of(inner, holder), None)
+        finally:
+            # Reached early only when this generator itself is cancelled
+            # (``ray.cancel``) or closed: take the run down with it.
+            if not inner.done():
+                holder._latch_stop(SubagentStatus.CANCELLED, "the Ray task was cancelled")
+                inner.cancel()
+            self._runs.pop(task_id, None)
+
+    async def stop(self, task_id: str, reason: str, timed_out: bool, grace: float) -> None:
+        """Latch the stop on the run's holder and cancel its task (after ``grace``)."""
+        run = self._runs.get(task_id)
+        if run is None:
+            self._early_stops[task_id] = (reason, timed_out, grace)
+            return
+        self._stop_run(run, reason, timed_out, grace)
+
+    def _stop_run(self, run: _WorkerRun, reason: str, timed_out: bool, grace: float) -> None:
+        status = SubagentStatus.TIMED_OUT if timed_out else SubagentStatus.CANCELLED
+        run.holder._latch_stop(status, reason)  # sets the cancel_event the run checks
+        message = f"subagent stop: {reason}"
+        if grace > 0:
+            asyncio.get_running_loop().call_later(grace, run.inner.cancel, message)
+        else:
+            run.inner.cancel(message)
+
+
+# -- the pool of actors (driver side) ----------------------------------------------------
+
+
+class RayWorkerPool:
+    """N async Ray actors that run sub-agents; shareable by several runtimes.
+
+    ``actors``: how many actor processes. ``max_concurrency``: runs at once per
+    actor (our slots are the real limit; this only needs to be large enough).
+    ``actor_options``: passed to ``.options()`` of each actor (default
+    ``{"num_cpus": 0, "scheduling_strategy": "SPREAD"}``; e.g. add
+    ``runtime_env`` for a cluster whose nodes lack your code).
+    Actors are created on first use (Ray must be initialised by then).
+    """
+
+    def __init__(
+        self,
+        actors: int = 2,
+        *,
+        max_concurrency: int = 1000,
+        actor_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        for name, value in (("actors", actors), ("max_concurrency", max_concurrency)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"RayWorkerPool.{name} must be an int >= 1, got {value!r}")
+        self.size = actors
+        self.max_concurrency = max_concurrency
+        self.actor_options: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
+        self.actor_options.update(actor_options or {})
+        self._lock = threading.Lock()
+        self._actors: list[Any] = []
+        self._in_flight: list[int] = []
+        self._replaced_total = 0
+        self._killed = False
+
+    def _new_actor(self) -> Any:
+        actor_class = ray.remote(SubagentWorker)
+        return actor_class.options(
+            max_concurrency=self.max_concurrency, **self.actor_options
+        ).remote()
+
+    def _ensure_locked(self) -> None:
+        if self._killed:
+            raise RuntimeError("this RayWorkerPool was shut down; create a new one")
+        if not self._actors:
+            self._actors = [self._new_actor() for _ in range(self.size)]
+            self._in_flight = [0] * self.size
+
+    def ready(self, timeout: float | None = 60.0) -> None:
+        """Create the actors if needed and block until each has loaded the engine."""
+        with self._lock:
+            self._ensure_locked()
+            actors = list(self._actors)
+        ray.get([a.ready.remote() for a in actors], timeout=timeout)
+
+    def acquire(self) -> tuple[int, Any]:
+        """The actor with the fewest runs in flight (its index and handle)."""
+        with self._lock:
+            self._ensure_locked()
+            index = min(range(len(self._actors)), key=self._in_flight.__getitem__)
+            self._in_flight[index] += 1
+            return index, self._actors[index]
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            if index < len(self._in_flight):
+                self._in_flight[index] -= 1
+
+    def replace(self, index: int, dead: Any) -> None:
+        """Replace a dead actor (once, however many runs saw it die)."""
+        with self._lock:
+            if not self._killed and index < len(self._actors) and self._actors[index] is dead:
+                self._actors[index] = self._new_actor()
+                self._replaced_total += 1
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "ray_actors": len(self._actors),
+                "ray_runs_in_flight": sum(self._in_flight),
+                "ray_actors_replaced_total": self._replaced_total,
+            }
+
+    def kill(self) -> None:
+        """Kill every actor (runs still on them die with them)."""
+        with self._lock:
+            self._killed = True
+            actors, self._actors = self._actors, []
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # already dead, or Ray is gone
+                pass
+
+
+# -- the backend (driver side) ----------------------------------------------------------------
+
+
+@dataclass
+class _RemoteRun:
+    """One run submitted to Ray, seen from the driver loop."""
+
+    actor_index: int
+    actor: Any
+    gen: Any  # ray.ObjectRefGenerator
+    consumer: asyncio.Task[None] | None = None
+    deadline: asyncio.TimerHandle | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    stop_sent: bool = False
+    ended: bool = False
+
+
+class RayBackend:
+    """Runs each sub-agent on a Ray actor; statuses and stops as with threads.
+
+    How Ray is reached is the user's choice:
+
+    * Ray already initialised in this process (``ray.init(...)`` called by
+      you): used as is, whatever the arguments below.
+    * ``address="auto"``, ``"ray://host:10001"`` or ``"host:6379"``: connect to
+      that cluster with ``ray.init(address=..., **init_kwargs)``.
+    * ``start_local=True``: start a local Ray with ``num_cpus`` and no
+      dashboard (``ray.init(num_cpus=..., include_dashboard=False, **init_kwargs)``).
+
+    Otherwise binding the backend to a runtime fails with a ``RuntimeError``
+    saying how to choose. The backend never calls ``ray.shutdown()``: other
+    code in the process may use Ray.
+
+    ``pool``: a shared :class:`RayWorkerPool` (not killed when the runtime
+    shuts down); by default the backend makes its own with ``actors`` actors
+    (default: ``min(max_workers, 4)``) and kills it at shutdown.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        init_kwargs: Mapping[str, Any] | None = None,
+        start_local: bool = False,
+        num_cpus: int | None = None,
+        pool: RayWorkerPool | None = None,
+        actors: int | None = None,
+    ) -> None:
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise ValueError(
+                f"RayBackend.address must be 'auto', 'ray://host:port' or 'host:port', "
+                f"got {address!r}"
+            )
+        if address is not None and start_local:
+            raise ValueError("RayBackend: give either address=... or start_local=True, not both")
+        if num_cpus is not None and not start_local:
+            raise ValueError("RayBackend.num_cpus is only used with start_local=True")
+        if num_cpus is not None and (
+            isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1
+        ):
+            raise ValueError(f"RayBackend.num_cpus must be an int >= 1, got {num_cpus!r}")
+        if pool is not None and actors is not None:
+            raise ValueError("RayBackend: give either pool=... or actors=..., not both")
+        if pool is not None and not isinstance(pool, RayWorkerPool):
+            raise ValueError(f"RayBackend.pool must be a RayWorkerPool, got {pool!r}")
+        self.address = address
+        self.init_kwargs = dict(init_kwargs or {})
+        self.start_local = start_local
+        self.num_cpus = num_cpus
+        self._pool = pool
+        self._owns_pool = pool is None
+        self._actors = actors
+        self._runtime: SubagentRuntime | None = None
+        # Created in bind(): a backend that never gets bound leaves no loop behind.
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._thread: threading.Thread | None = None
+        self._abandoned_total = 0
+        self._submitted_total = 0
+
+    @property
+    def runtime(self) -> SubagentRuntime:
+        if self._runtime is None:
+            raise RuntimeError("RayBackend is not bound to a SubagentRuntime")
+        return self._runtime
+
+    @property
+    def pool(self) -> RayWorkerPool:
+        assert self._pool is not None
+        return self._pool
+
+    # -- the Backend protocol ----------------------------------------------------------
+
+    def bind(self, runtime: SubagentRuntime) -> None:
+        if self._runtime is not None:
+            raise ValueError("a RayBackend serves one SubagentRuntime; create a new one")
+        self._connect()
+        self._runtime = runtime
+        if self._pool is None:
+            size = self._actors if self._actors is not None else min(runtime.max_workers, 4)
+            self._pool = RayWorkerPool(
+                actors=size,
+                max_concurrency=max(1, math.ceil(runtime.max_workers * runtime.max_depth / size))
+                + 16,
+            )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"{runtime.name}-ray-driver", daemon=True
+        )
+        self._thread.start()
+
+    def prepare(self, run: RunFunction, *, subagent_name: str) -> bytes:
+        run = _without_callbacks(run)
+        _refuse_nested(run, subagent_name)
+        try:
+            return bytes(cloudpickle.dumps(run))  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            culprit = _unpicklable_part(run)
+            raise TypeError(
+                f"sub-agent {subagent_name!r} cannot be sent to Ray workers: {culprit} could not "
+                f"be serialised ({describe(exc)}). Everything a sub-agent uses travels by "
+                "cloudpickle: create locks, sockets and clients inside a factory or inside the "
+                "tool call, not in the object given to the config"
+            ) from exc
+
+    def start(self, entry: _Task) -> None:
+        self._loop.call_soon_threadsafe(self._launch, entry)
+
+    def interrupt(self, entry: _Task) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._stop, entry)
+        except RuntimeError:
+            pass  # the driver loop is closed: every run is over
+
+    def shutdown(self, *, wait: bool, deadline: float | None) -> bool:
+        if self._thread is None:
+            return True
+        runtime = self.runtime
+        settle = runtime.cancel_grace_seconds + runtime.cleanup_timeout_seconds + 1.0
+        try:
+            done = asyncio.run_coroutine_threadsafe(self._close(settle), self._loop)
+        except RuntimeError:
+            return True  # already closed
+        if not wait:
+            return True
+        try:
+            done.result(_remaining(deadline))
+        except TimeoutError:
+            return False
+        self._thread.join(_remaining(deadline))
+        return not self._thread.is_alive()
+
+    def stats(self) -> dict[str, int]:
+        pool_stats = self._pool.stats() if self._pool is not None else {}
+        return {
+            **pool_stats,
+            "ray_submitted_total": self._submitted_total,
+            "ray_abandoned_runs_total": self._abandoned_total,
+        }
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.address is not None:
+            ray.init(address=self.address, **self.init_kwargs)
+        elif self.start_local:
+            options: dict[str, Any] = {"include_dashboard": False, **self.init_kwargs}
+            if self.num_cpus is not None:
+                options["num_cpus"] = self.num_cpus
+            ray.init(**options)
+        else:
+            raise RuntimeError(
+                "Ray is not initialised. Call ray.init(...) before creating the runtime, or "
+                "pass RayBackend(address='auto' or 'ray://host:10001') to connect to a cluster, "
+                "or RayBackend(start_local=True, num_cpus=N) to start a local Ray"
+            )
+
+    # -- on the driver loop ------------------------------------------------------------
+
+    def _launch(self, entry: _Task) -> None:
+        holder = entry.holder
+        if not holder._start():
+            self.runtime._release_slot(entry)  # stopped while queued: never submitted
+            return
+        try:
+            index, actor = self.pool.acquire()
+        except Exception as exc:  # e.g. Ray went away
+            finish(holder, Ending(SubagentStatus.FAILED, error=describe(exc)))
+            self.runtime._release_slot(entry)
+            return
+        meta = {
+            "subagent_name": holder.subagent_name,
+            "task": holder.task,
+            "trace_id": holder.trace_id,
+            "parent_id": holder.parent_id,
+            "depth": holder.depth,
+            "owner": holder.owner,
+        }
+        gen = actor.run.options(num_returns="streaming").remote(holder.task_id, meta, entry.payload)
+        self._submitted_total += 1
+        run = _RemoteRun(actor_index=index, actor=actor, gen=gen)
+        entry.worker = run
+        run.deadline = self._loop.call_later(entry.timeout_seconds, self._on_deadline, entry, run)
+        run.consumer = self._loop.create_task(self._consume(entry, run))
+        if holder.cancel_event.is_set():
+            self._stop(entry)  # latched between _start() and here
+
+    async def _consume(self, entry: _Task, run: _RemoteRun) -> None:
+        holder = entry.holder
+        ending: Ending | None = None
+        try:
+            async for ref in run.gen:
+                kind, value, message_id = await ref
+                if kind == "ai":
+                    holder._add_ai_message(value, message_id)
+                elif kind == "end":
+                    ending = value
+            if ending is None:
+                ending = Ending(
+                    SubagentStatus.FAILED,
+                    error="RuntimeError: the Ray worker's stream ended without an outcome",
+                )
+        except asyncio.CancelledError:
+            # Only the cleanup timeout (or closing the backend) cancels us: the
+            # run is abandoned and the status is written by whoever cancelled.
+            ending = _cleanup_timeout()
+        except (TaskCancelledError, RayTaskError) as exc:
+            ending = _task_error_ending(exc, holder)
+        except RayActorError as exc:
+            self.pool.replace(run.actor_index, run.actor)
+            ending = Ending(
+                SubagentStatus.FAILED,
+                error=(
+                    "RayActorError: the Ray worker running this sub-agent died before it "
+                    f"finished ({_first_line(exc)})"
+                ),
+            )
+        except Exception as exc:  # ObjectLostError, WorkerCrashededError, ...
+            ending = Ending(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}")
+        finally:
+            self._end(entry, run, ending or _cleanup_timeout())
+
+    def _end(self, entry: _Task, run: _RemoteRun, ending: Ending) -> None:
+        if run.ended:
+            return
+        run.ended = True
+        if run.deadline is not None:
+            run.deadline.cancel()
+        for timer in run.timers:
+            timer.cancel()
+        finish(entry.holder, ending)
+        with self.runtime._lock:
+            if entry.worker is run:
+                entry.worker = None
+        self.pool.release(run.actor_index)
+        self.runtime._release_slot(entry)
+
+    def _on_deadline(self, entry: _Task, run: _RemoteRun) -> None:
+        if not run.ended:
+            self.runtime._time_out(entry)
+
+    def _stop(self, entry: _Task) -> None:
+        run = entry.worker
+        if not isinstance(run, _RemoteRun) or run.ended or run.stop_sent:
+            return  # not launched yet (it checks cancel_event), over, or already stopping
+        run.stop_sent = True
+        holder = entry.holder
+        runtime = self.runtime
+        grace = runtime.cancel_grace_seconds
+        timed_out = holder._stop_status is SubagentStatus.TIMED_OUT
+        try:
+            reason = holder.cancel_reason or "stopped"
+            run.actor.stop.remote(holder.task_id, reason, timed_out, grace)
+        except Exception:  # the actor is gone: its stream will say so
+            logger.debug("%s stop could not reach the Ray actor", log_extra(holder))
+        run.timers.append(
+            self._loop.call_later(grace + SECOND_LINE_SECONDS, self._second_line, entry, run)
+        )
+        run.timers.append(
+            self._loop.call_later(
+                grace + runtime.cleanup_timeout_seconds, self._abandon, entry, run
+            )
+        )
+
+    def _second_line(self, entry: _Task, run: _RemoteRun) -> None:
+        if run.ended:
+            return
+        logger.info("%s still running on Ray after the stop; ray.cancel", log_extra(entry.holder))
+        try:
+            ray.cancel(run.gen, recursive=True)
+        except Exception:
+            logger.debug("%s ray.cancel failed", log_extra(entry.holder), exc_info=True)
+
+    def _abandon(self, entry: _Task, run: _RemoteRun) -> None:
+        if run.ended:
+            return
+        logger.warning(
+            "%s did not unwind on Ray within %.1fs of the stop; abandoning it",
+            log_extra(entry.holder),
+            self.runtime.cleanup_timeout_seconds,
+        )
+        self._abandoned_total += 1
+        self._end(entry, run, _cleanup_timeout())
+        if run.consumer is not None:
+            run.consumer.cancel()
+
+    async def _close(self, settle: float) -> None:
+        """Let the runs still unwinding finish (bounded), then let the workers go."""
+        consumers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if consumers:
+            await asyncio.wait(consumers, timeout=settle)
+        for task in consumers:
+            task.cancel()
+        if self._owns_pool and self._pool is not None:
+            self._pool.kill()
+        self._loop.call_soon(self._loop.stop)
+
+
+def _cleanup_timeout() -> Ending:
+    return Ending(
+        SubagentStatus.CANCELLED,
+        error="CleanupTimeout: the sub-agent did not unwind in time",
+        stop_reason="cleanup_timeout",
+    )
+
+
+def _task_error_ending(exc: Exception, holder: SubagentResult) -> Ending:
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc
+    if isinstance(exc, TaskCancelledError) or isinstance(cause, TaskCancelledError):
+        if holder.cancel_event.is_set():
+            return Ending(SubagentStatus.CANCELLED)
+        return Ending(
+            SubagentStatus.FAILED,
+            error="TaskCancelledError: the Ray task was cancelled outside subagent-exec",
+        )
+    if isinstance(cause, BaseException) and cause is not exc:
+        return Ending(SubagentStatus.FAILED, error=describe(cause))
+    return Ending(SubagentStatus.FAILED, error=f"Ray error: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+# -- what travels to the workers -------------------------------------------------------------
+
+
+def _without_callbacks(run: RunFunction) -> RunFunction:
+    """An executor's run without its callbacks: they stay on the driver."""
+    from .._run import run_subagent
+
+    if isinstance(run, functools.partial) and run.func is run_subagent:
+        return functools.partial(run.func, *run.args, **{**run.keywords, "callbacks": ()})
+    return run
+
+
+def _run_parts(run: RunFunction) -> list[tuple[str, Any]]:
+    """The named parts of an executor's run, for error messages."""
+    from .._config import _tool_name
+    from .._run import run_subagent
+
+    if not (isinstance(run, functools.partial) and run.func is run_subagent):
+        return [("the run function", run)]
+    config = run.keywords["config"]
+    parts: list[tuple[str, Any]] = [
+        ("the config's model", config.model),
+        ("the config's graph_factory", config.graph_factory),
+        ("parent_model", run.keywords.get("parent_model")),
+    ]
+    for tool in run.keywords.get("tools", ()):
+        parts.append((f"tool {_tool_name(tool)!r}", tool))
+    return parts
+
+
+def _refuse_nested(run: RunFunction, subagent_name: str) -> None:
+    from .._task_tool import TaskTool
+
+    for label, part in _run_parts(run):
+        if isinstance(part, TaskTool) or label == "tool 'task'":
+            raise ValueError(
+                f"nested delegation is not supported on the Ray backend yet: sub-agent "
+                f"{subagent_name!r} was given the 'task' tool. Run it on a thread-backend "
+                "runtime, or keep 'task' in its disallowed_tools (the default) and let the "
+                "lead agent delegate"
+            )
+
+
+def _unpicklable_part(run: RunFunction) -> str:
+    for label, part in _run_parts(run):
+        try:
+            cloudpickle.dumps(part)  # type: ignore[no-untyped-call]
+        except Exception:
+            return label
+    return "the sub-agent's run"
