@@ -39,7 +39,8 @@ def run(options: Options) -> ScenarioResult:
     executed: list[float] = []
     awaited: list[float] = []
     # CPU seconds of the whole process per round, divided by the tasks of the
-    # round: unlike wall time, barely changed by other tenants of the machine.
+    # round: the work itself, without time spent waiting for a core (on a VM
+    # it still rises when other tenants steal time from the same vCPUs).
     cpu: dict[str, list[float]] = {"direct": [], "execute": []}
     with SubagentRuntime(max_workers=8, name="bench-dispatch") as runtime:
         executor = SubagentExecutor(SubagentConfig(name="trivial", model=model), runtime=runtime)

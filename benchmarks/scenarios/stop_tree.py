@@ -79,7 +79,7 @@ def run(options: Options) -> ScenarioResult:
             "CPU time of the whole stop, all threads",
             "ms",
             samples=cpu,
-            note="what the stop costs; wall time above it is waiting for a core (shared machine)",
+            note="process CPU during the stop; rises with contention on a shared VM",
         )
     )
     result.add(
