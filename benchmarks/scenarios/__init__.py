@@ -1,4 +1,5 @@
-"""The scenarios of issue 4, in the order the issue lists them.
+"""The scenarios of issue 4, in the order the issue lists them, then the Ray
+backend's (issue 6).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -16,6 +17,7 @@ from . import (
     handback,
     isolation,
     memory,
+    ray_backend,
     scale,
     stop_pending,
     stop_running,
@@ -46,5 +48,6 @@ SCENARIOS: list[Scenario] = [
         dispatch,
         scale,
         memory,
+        ray_backend,
     )
 ]

@@ -166,13 +166,16 @@ class SubagentWorker:
                 inner.cancel()
             self._runs.pop(task_id, None)
 
-    async def stop(self, task_id: str, reason: str, timed_out: bool, grace: float) -> None:
-        """Latch the stop on the run's holder and cancel its task (after ``grace``)."""
-        run = self._runs.get(task_id)
-        if run is None:
-            self._early_stops[task_id] = (reason, timed_out, grace)
-            return
-        self._stop_run(run, reason, timed_out, grace)
+    async def stop(self, stops: list[tuple[str, str, bool, float]]) -> None:
+        """For each (task_id, reason, timed_out, grace): latch the stop on the
+        run's holder and cancel its task (after ``grace``). Batched, so a tree
+        stop costs one call per actor rather than one per sub-agent."""
+        for task_id, reason, timed_out, grace in stops:
+            run = self._runs.get(task_id)
+            if run is None:
+                self._early_stops[task_id] = (reason, timed_out, grace)
+            else:
+                self._stop_run(run, reason, timed_out, grace)
 
     def _stop_run(self, run: _WorkerRun, reason: str, timed_out: bool, grace: float) -> None:
         status = SubagentStatus.TIMED_OUT if timed_out else SubagentStatus.CANCELLED
@@ -358,6 +361,8 @@ class RayBackend:
         self._thread: threading.Thread | None = None
         self._abandoned_total = 0
         self._submitted_total = 0
+        #: Stops waiting to be sent, per actor (flushed once per loop iteration).
+        self._stop_batches: dict[int, tuple[Any, list[tuple[str, str, bool, float]]]] = {}
 
     @property
     def runtime(self) -> SubagentRuntime:
@@ -558,11 +563,14 @@ class RayBackend:
         runtime = self.runtime
         grace = runtime.cancel_grace_seconds
         timed_out = holder._stop_status is SubagentStatus.TIMED_OUT
-        try:
-            reason = holder.cancel_reason or "stopped"
-            run.actor.stop.remote(holder.task_id, reason, timed_out, grace)
-        except Exception:  # the actor is gone: its stream will say so
-            logger.debug("%s stop could not reach the Ray actor", log_extra(holder))
+        item = (holder.task_id, holder.cancel_reason or "stopped", timed_out, grace)
+        batch = self._stop_batches.get(id(run.actor))
+        if batch is None:
+            self._stop_batches[id(run.actor)] = (run.actor, [item])
+            # After the interrupts already queued on this loop (a whole tree's).
+            self._loop.call_soon(self._flush_stops)
+        else:
+            batch[1].append(item)
         run.timers.append(
             self._loop.call_later(grace + SECOND_LINE_SECONDS, self._second_line, entry, run)
         )
@@ -571,6 +579,14 @@ class RayBackend:
                 grace + runtime.cleanup_timeout_seconds, self._abandon, entry, run
             )
         )
+
+    def _flush_stops(self) -> None:
+        batches, self._stop_batches = self._stop_batches, {}
+        for actor, stops in batches.values():
+            try:
+                actor.stop.remote(stops)
+            except Exception:  # the actor is gone: the runs' streams will say so
+                logger.debug("stop of %d run(s) could not reach their Ray actor", len(stops))
 
     def _second_line(self, entry: _Task, run: _RemoteRun) -> None:
         if run.ended:
