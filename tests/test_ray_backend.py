@@ -16,6 +16,7 @@ loop is blocked (the cleanup timeout), and how Ray gets initialised.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import MessagesState
 
@@ -317,6 +318,68 @@ def test_task_tool_in_a_lead_agent_streams_progress_and_returns_the_answer(
     assert child is not None and child.status is SubagentStatus.COMPLETED
 
 
+# -- nested delegation: a sub-agent with the task tool (both backends) ----------
+
+
+def _planner_reply(messages: list[Any]) -> Any:
+    """Delegates one piece to "worker" through the task tool, then reports its answer."""
+    answers = [m for m in messages if isinstance(m, ToolMessage)]
+    if not answers:
+        return tool_call(
+            "task", {"description": "a piece", "prompt": "piece", "subagent_type": "worker"}
+        )
+    return f"planner got: {answers[-1].text}"
+
+
+def _nested_tool(rt: SubagentRuntime, worker: SubagentConfig, events: list[Any]) -> Any:
+    planner = SubagentConfig(
+        name="planner",
+        description="splits work",
+        model=functools.partial(ScriptedChatModel, router=_planner_reply),
+        disallowed_tools=(),  # may delegate further
+    )
+    return make_task_tool([planner, worker], runtime=rt, on_event=events.append)
+
+
+def test_a_sub_agent_delegates_through_its_task_tool(make_backend_runtime: Any) -> None:
+    rt = make_backend_runtime(max_workers=1)  # the child runs on its parent's lent slot
+    events: list[dict[str, Any]] = []
+    worker = SubagentConfig(
+        name="worker", model=functools.partial(ScriptedChatModel, default="piece done")
+    )
+    task = _nested_tool(rt, worker, events)
+    agent = lead_agent([delegate(task_call("planner", "plan it")), "lead done"], task)
+    result = asyncio.run(agent.ainvoke({"messages": [("user", "go")]}))
+    [message] = tool_messages(result)
+    assert message.text == "planner got: piece done"
+    planner = rt.get(message.artifact["task_id"])
+    assert planner is not None and len(planner.children) == 1
+    child = rt.get(planner.children[0])
+    assert child is not None and child.status is SubagentStatus.COMPLETED
+    assert child.parent_id == planner.task_id and child.depth == 2
+    assert child.trace_id == planner.trace_id
+    by_task = [(e["type"], e["subagent_type"]) for e in events if e["type"] != "task_running"]
+    assert ("task_completed", "worker") in by_task and ("task_completed", "planner") in by_task
+
+
+def test_stopping_a_delegating_sub_agent_stops_its_child(rt: SubagentRuntime) -> None:
+    events: list[dict[str, Any]] = []
+    slow = SubagentConfig(name="worker", graph_factory=functools.partial(working_graph, 30.0))
+    task = _nested_tool(rt, slow, events)
+    planner = rt.get(task._executors["planner"].execute_async("plan it"))
+    assert planner is not None
+    assert wait_until(lambda: len(planner.children) == 1)
+    child = rt.get(planner.children[0])
+    assert child is not None and working(child)
+    assert rt.request_cancel(planner.task_id, "stop the plan")
+    terminal(planner)
+    terminal(child)
+    assert planner.status is SubagentStatus.CANCELLED
+    assert child.status is SubagentStatus.CANCELLED
+    assert f"ancestor {planner.task_id}" in (child.cancel_reason or "")
+    assert wait_until(lambda: rt.stats()["free_slots"] == rt.max_workers)
+
+
 # -- Ray only ----------
 
 
@@ -351,18 +414,55 @@ def test_ray_names_a_model_instance_it_cannot_send(ray_rt: SubagentRuntime) -> N
     assert ray_rt.list_tasks() == []
 
 
-def test_ray_refuses_nested_delegation_at_submission(ray_rt: SubagentRuntime) -> None:
-    inner = SubagentConfig(name="inner", model=functools.partial(ScriptedChatModel, default="x"))
-    task_tool = make_task_tool([inner], runtime=ray_rt)
-    outer = SubagentConfig(
-        name="outer",
-        model=functools.partial(ScriptedChatModel, default="x"),
-        disallowed_tools=(),
-    )
-    ex = SubagentExecutor(outer, tools=[task_tool], runtime=ray_rt)
-    with pytest.raises(ValueError, match="nested delegation is not supported on the Ray backend"):
-        ex.execute_async("delegate")
-    assert ray_rt.list_tasks() == []
+def test_remote_task_tool_outside_a_run_says_so(ray_pool: Any) -> None:
+    from subagent_exec import RemoteTaskTool
+
+    call = {"description": "d", "prompt": "p", "subagent_type": "worker"}
+    tool = RemoteTaskTool()
+    for result in (
+        tool.invoke(_tool_call(call)),
+        asyncio.run(tool.ainvoke(_tool_call(call))),
+    ):
+        assert result.status == "error"
+        assert "only inside a sub-agent run" in result.text
+
+
+def test_remote_task_tool_sync_call_is_served_through_the_runs_loop(ray_pool: Any) -> None:
+    from subagent_exec import RemoteTaskTool
+    from subagent_exec._backends.ray import _Channel, _channel
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def open_channel() -> _Channel:
+        return _Channel(asyncio.Queue())
+
+    async def answer(channel: _Channel) -> dict[str, Any]:
+        kind, request_id, request = await channel.queue.get()  # type: ignore[misc]
+        assert kind == "task"
+        channel.replies[request_id].set_result(
+            {"content": f"did {request['prompt']}", "status": "success", "artifact": None}
+        )
+        return request  # type: ignore[no-any-return]
+
+    try:
+        channel = asyncio.run_coroutine_threadsafe(open_channel(), loop).result(SETTLE)
+        served = asyncio.run_coroutine_threadsafe(answer(channel), loop)
+        context = contextvars.Context()
+        context.run(_channel.set, channel)
+        call = {"description": "d", "prompt": "the piece", "subagent_type": "worker"}
+        result = context.run(RemoteTaskTool().invoke, _tool_call(call))
+        assert result.text == "did the piece" and result.status == "success"
+        assert served.result(SETTLE)["subagent_type"] == "worker"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(SETTLE)
+        loop.close()
+
+
+def _tool_call(args: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_call", "name": "task", "args": args, "id": "call-1"}
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ measured on both backends with the same sub-agents:
 
 * stop latency of a RUNNING sub-agent in a long await (target p99 < 30 ms on
   Ray): from ``request_cancel_background_task`` to ``wait()`` returning;
-* stop of a 31-node tree (1 + 5 + 25, all RUNNING, children started from the
-  host with ``parent_id``: nested delegation inside Ray workers is not
-  supported yet), to the last node terminal;
+* stop of a 31-node tree (1 + 5 + 25, all RUNNING), to the last node
+  terminal. The children are started from the host with ``parent_id`` on
+  both backends, so both register the same tree the same way (a sub-agent
+  on Ray can also delegate through its ``task`` tool; that path goes
+  through the driver too);
 * dispatch overhead: trivial sub-agents run one after another with
   ``execute()``, per task;
 * throughput: 1,000 short sub-agents (one 10 ms await each) submitted at once.

@@ -37,14 +37,14 @@ from ._status import SubagentStatus
 from ._task_tool import SubagentMiddleware, TaskTool, make_task_tool
 
 if TYPE_CHECKING:
-    from ._backends.ray import RayBackend, RayWorkerPool
+    from ._backends.ray import RayBackend, RayWorkerPool, RemoteTaskTool
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     # The Ray backend is imported only when asked for: the core never imports ray.
-    if name in ("RayBackend", "RayWorkerPool"):
+    if name in ("RayBackend", "RayWorkerPool", "RemoteTaskTool"):
         from ._backends import ray as ray_backend
 
         return getattr(ray_backend, name)
@@ -59,6 +59,7 @@ __all__ = [
     "ModelBindingError",
     "RayBackend",
     "RayWorkerPool",
+    "RemoteTaskTool",
     "RuntimeClosedError",
     "SubagentConfig",
     "SubagentError",

@@ -52,11 +52,16 @@ Design decisions:
   checkpoint. A tracer configured in the worker's environment (e.g. LangSmith
   environment variables) sees the run as its own root run, tagged with
   ``subagent_task_id`` / ``subagent_trace_id`` metadata.
-* **Nested delegation** (a sub-agent on Ray that has the ``task`` tool) is not
-  supported yet and is refused at submission: the worker would need a way to
-  ask the driver's runtime to create and register its children. Trees whose
-  parents run on the driver (the lead agent's children, or children started
-  with ``parent_id`` from the host) work fully, cascades included.
+* **Nested delegation.** The tree stays on the driver. A sub-agent on Ray
+  that has the ``task`` tool gets a :class:`RemoteTaskTool` in its place
+  (the real tool holds the runtime and cannot travel). Its call goes to the
+  driver through the run's stream; the driver runs the real tool there, as
+  if called from inside the calling sub-agent: the child is registered under
+  the caller (so a stop of any ancestor cascades to it), the caller's slot is
+  lent to it while it waits, and the ToolMessage goes back to the worker
+  through the actor's ``deliver`` method. The ``task_*`` progress events of
+  such calls reach ``make_task_tool(on_event=...)`` on the driver; they are
+  not written into the worker-side sub-agent's own stream.
 """
 
 from __future__ import annotations
@@ -68,17 +73,23 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ray
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel
 from ray import cloudpickle
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
-from .._context import current_task_id
+from .._context import current_runtime, current_task_id
 from .._result import SubagentResult
 from .._status import SubagentStatus
+from .._task_tool import TaskInput, TaskTool
 from .base import Ending, describe, ending_of, finish, log_extra
 
 if TYPE_CHECKING:
@@ -88,15 +99,53 @@ logger = logging.getLogger("subagent_exec")
 
 #: After our own stop, how long before ``ray.cancel`` is sent as a second line.
 SECOND_LINE_SECONDS = 1.0
+#: How long an actor keeps a stop whose run it has not seen (see SubagentWorker).
+EARLY_STOP_TTL_SECONDS = 300.0
 
 
 # -- the worker side (runs inside a Ray actor process) ---------------------------------
+
+
+class _Channel:
+    """A run's way to ask the driver for something and await the answer.
+
+    Requests go out as items of the run's stream; answers come back through
+    the actor's ``deliver`` method. Used by :class:`RemoteTaskTool`.
+    """
+
+    def __init__(self, queue: asyncio.Queue[tuple[str, Any, Any] | None]) -> None:
+        self.queue = queue
+        self.loop = asyncio.get_running_loop()
+        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def delegate(self, request: dict[str, Any]) -> dict[str, Any]:
+        request_id = uuid.uuid4().hex
+        reply: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self.replies[request_id] = reply
+        self.queue.put_nowait(("task", request_id, request))
+        try:
+            return await reply
+        except asyncio.CancelledError:
+            # Our caller was cancelled: the driver stops the child (and waits,
+            # bounded, for it). A stop of this whole run reaches the child
+            # through the driver's cascade anyway.
+            self.queue.put_nowait(("task_cancel", request_id, None))
+            raise
+        finally:
+            self.replies.pop(request_id, None)
+
+
+#: The channel of the run whose code is executing (set per run, on the worker).
+_channel: contextvars.ContextVar[_Channel | None] = contextvars.ContextVar(
+    "subagent_exec_ray_channel", default=None
+)
 
 
 @dataclass
 class _WorkerRun:
     holder: SubagentResult
     inner: asyncio.Task[Any]
+    channel: _Channel
 
 
 class SubagentWorker:
@@ -111,8 +160,10 @@ class SubagentWorker:
 
         self._runs: dict[str, _WorkerRun] = {}
         #: Stops that arrived before their run (Ray does not order the calls
-        #: of an async actor); applied when the run arrives.
-        self._early_stops: dict[str, tuple[str, bool, float]] = {}
+        #: of an async actor); applied when the run arrives. A stop can also
+        #: arrive just after its run ended: such entries are dropped after
+        #: EARLY_STOP_TTL_SECONDS.
+        self._early_stops: dict[str, tuple[str, bool, float, float]] = {}
 
     async def ready(self) -> bool:
         return True
@@ -146,14 +197,16 @@ class SubagentWorker:
             error = f"cannot load the sub-agent on the Ray worker: {describe(exc)}"
             yield ("end", Ending(SubagentStatus.FAILED, error=error), None)
             return
+        channel = _Channel(queue)
         context = contextvars.Context()
         context.run(current_task_id.set, task_id)
+        context.run(_channel.set, channel)
         inner = asyncio.get_running_loop().create_task(run_function(holder), context=context)
         inner.add_done_callback(lambda _task: queue.put_nowait(None))
-        self._runs[task_id] = _WorkerRun(holder, inner)
+        self._runs[task_id] = _WorkerRun(holder, inner, channel)
         early = self._early_stops.pop(task_id, None)
         if early is not None:
-            self._stop_run(self._runs[task_id], *early)
+            self._stop_run(self._runs[task_id], *early[:3])
         try:
             while (item := await queue.get()) is not None:
                 yield item
@@ -170,12 +223,23 @@ class SubagentWorker:
         """For each (task_id, reason, timed_out, grace): latch the stop on the
         run's holder and cancel its task (after ``grace``). Batched, so a tree
         stop costs one call per actor rather than one per sub-agent."""
+        now = time.monotonic()
         for task_id, reason, timed_out, grace in stops:
             run = self._runs.get(task_id)
             if run is None:
-                self._early_stops[task_id] = (reason, timed_out, grace)
+                self._early_stops[task_id] = (reason, timed_out, grace, now)
             else:
                 self._stop_run(run, reason, timed_out, grace)
+        horizon = now - EARLY_STOP_TTL_SECONDS
+        for task_id in [t for t, early in self._early_stops.items() if early[3] < horizon]:
+            del self._early_stops[task_id]
+
+    async def deliver(self, task_id: str, request_id: str, reply: dict[str, Any]) -> None:
+        """The driver's answer to a run's request (e.g. a delegated task's result)."""
+        run = self._runs.get(task_id)
+        waiting = run.channel.replies.get(request_id) if run is not None else None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(reply)
 
     def _stop_run(self, run: _WorkerRun, reason: str, timed_out: bool, grace: float) -> None:
         status = SubagentStatus.TIMED_OUT if timed_out else SubagentStatus.CANCELLED
@@ -185,6 +249,70 @@ class SubagentWorker:
             asyncio.get_running_loop().call_later(grace, run.inner.cancel, message)
         else:
             run.inner.cancel(message)
+
+
+class RemoteTaskTool(BaseTool):
+    """Stands in for a ``task`` tool inside a Ray worker.
+
+    The driver's :class:`~subagent_exec.TaskTool` cannot travel (it holds the
+    runtime). This one has the same name, description and arguments; a call
+    asks the driver, through the run's stream, to run the real tool there:
+    the child is created and registered by the driver's runtime under the
+    calling task (so cascades reach it), the caller's slot is lent to it
+    while it waits, and the ToolMessage comes back to the worker.
+    """
+
+    name: str = "task"
+    description: str = ""
+    args_schema: type[BaseModel] = TaskInput
+
+    async def _arun(
+        self,
+        description: str,
+        prompt: str,
+        subagent_type: str,
+        tool_call_id: str,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> ToolMessage:
+        channel = _channel.get()
+        if channel is None:
+            return self._error(tool_call_id, "the task tool works only inside a sub-agent run")
+        request = {
+            "tool_name": self.name,
+            "description": description,
+            "prompt": prompt,
+            "subagent_type": subagent_type,
+            "tool_call_id": tool_call_id,
+        }
+        reply = await channel.delegate(request)
+        return ToolMessage(
+            content=reply["content"],
+            tool_call_id=tool_call_id,
+            name=self.name,
+            status=reply["status"],
+            artifact=reply["artifact"],
+        )
+
+    def _run(
+        self,
+        description: str,
+        prompt: str,
+        subagent_type: str,
+        tool_call_id: str,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> ToolMessage:
+        # A sync graph calls tools in an executor thread: hand the call to the
+        # run's loop (the actor's) and block this thread only.
+        channel = _channel.get()
+        if channel is None:
+            return self._error(tool_call_id, "the task tool works only inside a sub-agent run")
+        call = self._arun(description, prompt, subagent_type, tool_call_id)
+        return asyncio.run_coroutine_threadsafe(call, channel.loop).result()
+
+    def _error(self, tool_call_id: str, problem: str) -> ToolMessage:
+        return ToolMessage(
+            content=f"Error: {problem}", tool_call_id=tool_call_id, name=self.name, status="error"
+        )
 
 
 # -- the pool of actors (driver side) ----------------------------------------------------
@@ -296,6 +424,17 @@ class _RemoteRun:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     stop_sent: bool = False
     ended: bool = False
+    #: The worker's task-tool calls being served on the driver, by request id.
+    delegations: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``prepare`` keeps on a task: the pickled run, and the real task
+    tools its remote stand-ins call back into (by tool name)."""
+
+    payload: bytes
+    task_tools: dict[str, TaskTool]
 
 
 class RayBackend:
@@ -395,13 +534,12 @@ class RayBackend:
         )
         self._thread.start()
 
-    def prepare(self, run: RunFunction, *, subagent_name: str) -> bytes:
-        run = _without_callbacks(run)
-        _refuse_nested(run, subagent_name)
+    def prepare(self, run: RunFunction, *, subagent_name: str) -> _Prepared:
+        run, task_tools = _for_workers(run)
         try:
-            return bytes(cloudpickle.dumps(run))  # type: ignore[no-untyped-call]
+            return _Prepared(bytes(cloudpickle.dumps(run)), task_tools)  # type: ignore[no-untyped-call]
         except Exception as exc:
-            culprit = _unpicklable_part(run)
+            culprit = _unpicklable_part(run)  # the run as sent, task tools replaced
             raise TypeError(
                 f"sub-agent {subagent_name!r} cannot be sent to Ray workers: {culprit} could not "
                 f"be serialised ({describe(exc)}). Everything a sub-agent uses travels by "
@@ -491,7 +629,8 @@ class RayBackend:
             "depth": holder.depth,
             "owner": holder.owner,
         }
-        gen = actor.run.options(num_returns="streaming").remote(holder.task_id, meta, entry.payload)
+        payload = entry.payload.payload
+        gen = actor.run.options(num_returns="streaming").remote(holder.task_id, meta, payload)
         self._submitted_total += 1
         run = _RemoteRun(actor_index=index, actor=actor, gen=gen)
         entry.worker = run
@@ -505,9 +644,15 @@ class RayBackend:
         ending: Ending | None = None
         try:
             async for ref in run.gen:
-                kind, value, message_id = await ref
+                kind, value, extra = await ref
                 if kind == "ai":
-                    holder._add_ai_message(value, message_id)
+                    holder._add_ai_message(value, extra)
+                elif kind == "task":
+                    self._delegate(entry, run, value, extra)
+                elif kind == "task_cancel":
+                    delegation = run.delegations.get(value)
+                    if delegation is not None:
+                        delegation.cancel()
                 elif kind == "end":
                     ending = value
             if ending is None:
@@ -543,12 +688,62 @@ class RayBackend:
             run.deadline.cancel()
         for timer in run.timers:
             timer.cancel()
+        for delegation in list(run.delegations.values()):
+            delegation.cancel()  # the caller is gone: stop its children (bounded wait)
         finish(entry.holder, ending)
         with self.runtime._lock:
             if entry.worker is run:
                 entry.worker = None
         self.pool.release(run.actor_index)
         self.runtime._release_slot(entry)
+
+    def _delegate(
+        self, entry: _Task, run: _RemoteRun, request_id: str, request: dict[str, Any]
+    ) -> None:
+        """Serve a worker's ``task`` call with the real tool, here on the driver,
+        as if the call came from inside the calling sub-agent."""
+        tool = entry.payload.task_tools.get(request["tool_name"])
+        context = contextvars.Context()
+        # The child's parent is the calling task, and the caller's slot is
+        # lent to its children while it waits (TaskTool reads these).
+        context.run(current_task_id.set, entry.holder.task_id)
+        context.run(current_runtime.set, self.runtime)
+        run.delegations[request_id] = self._loop.create_task(
+            self._answer(entry, run, request_id, tool, request), context=context
+        )
+
+    async def _answer(
+        self,
+        entry: _Task,
+        run: _RemoteRun,
+        request_id: str,
+        tool: TaskTool | None,
+        request: dict[str, Any],
+    ) -> None:
+        try:
+            if tool is None:
+                raise LookupError(f"no task tool named {request['tool_name']!r} on the driver")
+            message = await tool._arun(
+                request["description"],
+                request["prompt"],
+                request["subagent_type"],
+                request["tool_call_id"],
+            )
+            reply = {
+                "content": message.content,
+                "status": message.status,
+                "artifact": message.artifact,
+            }
+        except asyncio.CancelledError:
+            return  # the worker's call was cancelled (or the caller ended): nobody waits
+        except Exception as exc:
+            reply = {"content": f"Error: {describe(exc)}", "status": "error", "artifact": None}
+        finally:
+            run.delegations.pop(request_id, None)
+        try:
+            run.actor.deliver.remote(entry.holder.task_id, request_id, reply)
+        except Exception:  # the actor is gone: its stream will say so
+            logger.debug("%s could not deliver a task result", log_extra(entry.holder))
 
     def _on_deadline(self, entry: _Task, run: _RemoteRun) -> None:
         if not run.ended:
@@ -656,15 +851,6 @@ def _remaining(deadline: float | None) -> float | None:
 # -- what travels to the workers -------------------------------------------------------------
 
 
-def _without_callbacks(run: RunFunction) -> RunFunction:
-    """An executor's run without its callbacks: they stay on the driver."""
-    from .._run import run_subagent
-
-    if isinstance(run, functools.partial) and run.func is run_subagent:
-        return functools.partial(run.func, *run.args, **{**run.keywords, "callbacks": ()})
-    return run
-
-
 def _run_parts(run: RunFunction) -> list[tuple[str, Any]]:
     """The named parts of an executor's run, for error messages."""
     from .._config import _tool_name
@@ -683,17 +869,23 @@ def _run_parts(run: RunFunction) -> list[tuple[str, Any]]:
     return parts
 
 
-def _refuse_nested(run: RunFunction, subagent_name: str) -> None:
-    from .._task_tool import TaskTool
+def _for_workers(run: RunFunction) -> tuple[RunFunction, dict[str, TaskTool]]:
+    """The run as it travels: without callbacks (they stay on the driver), and
+    with each ``task`` tool replaced by a :class:`RemoteTaskTool` that calls
+    back into the real one, kept here by name."""
+    from .._run import run_subagent
 
-    for label, part in _run_parts(run):
-        if isinstance(part, TaskTool) or label == "tool 'task'":
-            raise ValueError(
-                f"nested delegation is not supported on the Ray backend yet: sub-agent "
-                f"{subagent_name!r} was given the 'task' tool. Run it on a thread-backend "
-                "runtime, or keep 'task' in its disallowed_tools (the default) and let the "
-                "lead agent delegate"
-            )
+    if not (isinstance(run, functools.partial) and run.func is run_subagent):
+        return run, {}
+    task_tools: dict[str, TaskTool] = {}
+    tools = []
+    for tool in run.keywords.get("tools", ()):
+        if isinstance(tool, TaskTool):
+            task_tools[tool.name] = tool
+            tool = RemoteTaskTool(name=tool.name, description=tool.description)
+        tools.append(tool)
+    keywords = {**run.keywords, "callbacks": (), "tools": tools}
+    return functools.partial(run.func, *run.args, **keywords), task_tools
 
 
 def _unpicklable_part(run: RunFunction) -> str:
