@@ -31,8 +31,21 @@ def make_runtime() -> Iterator[Callable[..., SubagentRuntime]]:
 
 
 @pytest.fixture
-def runtime(make_runtime: Callable[..., SubagentRuntime]) -> SubagentRuntime:
-    """A runtime with 4 workers, shut down with ``wait=True`` after the test."""
+def runtime(
+    request: pytest.FixtureRequest, make_runtime: Callable[..., SubagentRuntime]
+) -> SubagentRuntime:
+    """A runtime with 4 workers, shut down with ``wait=True`` after the test.
+
+    On the thread backend, unless the test is marked ``@both_backends``
+    (tests/helpers.py): then once per backend.
+    """
+    backend = getattr(request, "param", "thread")
+    if backend == "ray":
+        from subagent_exec import RayBackend
+
+        return make_runtime(
+            max_workers=4, backend=RayBackend(pool=request.getfixturevalue("ray_pool"))
+        )
     return make_runtime(max_workers=4)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -21,6 +22,12 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from subagent_exec import SubagentConfig, SubagentExecutor, SubagentResult, SubagentRuntime
 
 NodeFn = Callable[[MessagesState], Awaitable[dict[str, Any]]]
+
+#: Runs a test that takes the ``runtime`` fixture once per backend. Only for
+#: tests whose sub-agents can travel to a Ray worker (no locks, events or
+#: model instances shared with the test) and that observe them through the
+#: holder and the events, not through in-process side effects.
+both_backends = pytest.mark.parametrize("runtime", ["thread", "ray"], indirect=True)
 
 #: How long tests wait for something that should happen "at once". Generous on
 #: purpose: the assertion is about *whether* it happens, not how fast.

@@ -30,6 +30,7 @@ from subagent_exec.testing import ScriptedChatModel, tool_call
 from .helpers import (
     SETTLE,
     Probe,
+    both_backends,
     executor,
     graph_of,
     leaked_threads,
@@ -120,6 +121,7 @@ def test_final_text_from_a_string_answer_and_ai_messages(runtime: SubagentRuntim
     assert holder.ai_messages[-1]["text"] == "The answer is 42."
 
 
+@both_backends
 def test_final_text_from_content_blocks(runtime: SubagentRuntime) -> None:
     blocks = AIMessage(
         content=[
@@ -133,6 +135,7 @@ def test_final_text_from_content_blocks(runtime: SubagentRuntime) -> None:
     assert holder.result == "Part one. Part two."
 
 
+@both_backends
 def test_final_text_is_from_the_last_ai_message(runtime: SubagentRuntime) -> None:
     graph = lambda: graph_of(  # noqa: E731
         _answer(AIMessage(content="first")), _answer(AIMessage(content="second"))
@@ -142,6 +145,7 @@ def test_final_text_is_from_the_last_ai_message(runtime: SubagentRuntime) -> Non
     assert [m["text"] for m in holder.ai_messages] == ["first", "second"]
 
 
+@both_backends
 def test_a_run_without_ai_message_says_so(runtime: SubagentRuntime) -> None:
     async def silent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [HumanMessage(content="only a human note")]}
@@ -153,6 +157,7 @@ def test_a_run_without_ai_message_says_so(runtime: SubagentRuntime) -> None:
     assert holder.ai_messages == []
 
 
+@both_backends
 def test_a_last_ai_message_without_text_says_so(runtime: SubagentRuntime) -> None:
     holder = executor(runtime, lambda: graph_of(_answer(AIMessage(content="")))).execute("empty")
     assert holder.result is not None and "no text" in holder.result
@@ -168,6 +173,7 @@ def _answer(message: AIMessage) -> Callable[[MessagesState], Any]:
 # -- failures ---------------------------------------------------------------------------------
 
 
+@both_backends
 def test_an_exception_fails_with_type_and_message(runtime: SubagentRuntime) -> None:
     async def broken(state: MessagesState) -> dict[str, Any]:
         raise ValueError("bad input in node")
@@ -178,6 +184,7 @@ def test_an_exception_fails_with_type_and_message(runtime: SubagentRuntime) -> N
     assert holder.completed_at is not None
 
 
+@both_backends
 def test_a_failing_graph_factory_fails_the_task(runtime: SubagentRuntime) -> None:
     def factory() -> Any:
         raise RuntimeError("cannot build")
@@ -187,6 +194,7 @@ def test_a_failing_graph_factory_fails_the_task(runtime: SubagentRuntime) -> Non
     assert holder.error == "RuntimeError: cannot build"
 
 
+@both_backends
 def test_a_plain_runnable_from_graph_factory_works(runtime: SubagentRuntime) -> None:
     async def answer(state: dict[str, Any]) -> dict[str, Any]:
         return {"messages": [*state["messages"], AIMessage(content="plain runnable answer")]}
@@ -220,6 +228,7 @@ def test_current_task_id_inside_the_run(runtime: SubagentRuntime) -> None:
 # -- execute / aexecute / execute_async ------------------------------------------------------
 
 
+@both_backends
 def test_execute_blocks_until_terminal(runtime: SubagentRuntime) -> None:
     holder = executor(runtime, reply_graph("sync result", delay=0.1)).execute("sync")
     assert holder.status is SubagentStatus.COMPLETED
