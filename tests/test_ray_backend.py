@@ -526,6 +526,51 @@ def test_ray_backend_says_how_to_initialise_ray(
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "expected_init"),
+    [
+        (
+            {"address": "ray://head:10001", "init_kwargs": {"namespace": "agents"}},
+            {"address": "ray://head:10001", "namespace": "agents"},
+        ),
+        ({"start_local": True, "num_cpus": 3}, {"num_cpus": 3, "include_dashboard": False}),
+    ],
+)
+def test_ray_backend_connects_or_starts_ray_only_as_asked(
+    monkeypatch: pytest.MonkeyPatch,
+    ray_pool: Any,
+    kwargs: dict[str, Any],
+    expected_init: dict[str, Any],
+) -> None:
+    import ray
+
+    from subagent_exec import RayBackend
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: calls.append(options))
+    backend = RayBackend(pool=ray_pool, **kwargs)
+    runtime = SubagentRuntime(backend=backend)
+    try:
+        assert calls == [expected_init]
+    finally:
+        assert runtime.shutdown(timeout=SETTLE)
+
+
+def test_ray_backend_with_its_own_pool_kills_it_at_shutdown(ray_pool: Any) -> None:
+    from subagent_exec import RayBackend
+
+    backend = RayBackend(actors=1)
+    runtime = SubagentRuntime(max_workers=2, backend=backend, name="own-pool")
+    holder = terminal(start(runtime, functools.partial(answer_graph, "own")), timeout=60.0)
+    assert holder.status is SubagentStatus.COMPLETED and holder.result == "own"
+    assert runtime.stats()["ray_actors"] == 1
+    assert runtime.shutdown(timeout=30.0)
+    assert backend.pool.stats()["ray_actors"] == 0  # killed with the runtime
+    assert not any(t.name == "own-pool-ray-driver" for t in threading.enumerate())
+    assert ray_pool.stats()["ray_actors"] == 2  # a shared pool is left alone
+
+
+@pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
         ({"num_cpus": 2}, "num_cpus is only used with start_local=True"),
