@@ -100,6 +100,24 @@ def blocking_graph(seconds: float) -> Any:
     return graph_of(announce, block)
 
 
+def stubborn_graph(seconds: float) -> Any:
+    """Announces itself, then swallows every cancel for up to ``seconds``."""
+
+    async def announce(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(content="working")]}
+
+    async def refuse(state: MessagesState) -> dict[str, Any]:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            try:
+                await asyncio.sleep(until - time.monotonic())
+            except asyncio.CancelledError:
+                continue
+        return {"messages": [AIMessage(content="refused")]}
+
+    return graph_of(announce, refuse)
+
+
 @tool
 async def lookup(query: str) -> str:
     """Look something up."""
@@ -513,6 +531,26 @@ def test_ray_a_run_that_cannot_unwind_is_abandoned_after_the_cleanup_timeout(
     assert rt.stats()["ray_abandoned_runs_total"] == 1
     assert wait_until(lambda: rt.stats()["free_slots"] == 2)
     lone_pool.ready(timeout=30.0)  # the actor's loop is free again for the next test
+
+
+def test_ray_cancel_is_the_second_line_for_a_run_that_swallows_our_stop(
+    make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
+) -> None:
+    from subagent_exec import RayBackend
+    from subagent_exec._backends.ray import SECOND_LINE_SECONDS
+
+    rt = make_runtime(
+        max_workers=2, cleanup_timeout_seconds=8.0, backend=RayBackend(pool=lone_pool)
+    )
+    holder = start(rt, functools.partial(stubborn_graph, 4.0))
+    assert working(holder)
+    began = time.monotonic()
+    rt.request_cancel(holder.task_id)
+    terminal(holder)
+    assert SECOND_LINE_SECONDS * 0.8 < time.monotonic() - began < 3.5  # not the 4 s run
+    assert holder.status is SubagentStatus.CANCELLED
+    assert holder.stop_reason is None and holder.error is None  # not abandoned
+    assert rt.stats()["ray_abandoned_runs_total"] == 0
 
 
 def test_ray_backend_says_how_to_initialise_ray(
