@@ -118,6 +118,22 @@ def stubborn_graph(seconds: float) -> Any:
     return graph_of(announce, refuse)
 
 
+def dies_when_stopped_graph() -> Any:
+    """Announces itself; a cancel kills the process it runs in."""
+
+    async def announce(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(content="working")]}
+
+    async def wait(state: MessagesState) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(30.0)
+        except asyncio.CancelledError:
+            os._exit(1)
+        return {"messages": [AIMessage(content="never")]}
+
+    return graph_of(announce, wait)
+
+
 @tool
 async def lookup(query: str) -> str:
     """Look something up."""
@@ -510,6 +526,21 @@ def test_ray_a_dead_actor_fails_the_task_clearly_and_is_replaced(
     assert after.status is SubagentStatus.COMPLETED and after.result == "alive"
 
 
+def test_ray_an_actor_dying_after_our_stop_leaves_the_task_cancelled(
+    make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
+) -> None:
+    from subagent_exec import RayBackend
+
+    rt = make_runtime(max_workers=2, backend=RayBackend(pool=lone_pool))
+    holder = start(rt, dies_when_stopped_graph)
+    assert working(holder)
+    rt.request_cancel(holder.task_id, "host said stop")
+    terminal(holder, timeout=30.0)
+    assert holder.status is SubagentStatus.CANCELLED  # we asked for the stop
+    assert holder.error is None and holder.cancel_reason == "host said stop"
+    lone_pool.ready(timeout=120.0)  # the replacement actor, for the next tests
+
+
 def test_ray_a_run_that_cannot_unwind_is_abandoned_after_the_cleanup_timeout(
     make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
 ) -> None:
@@ -518,7 +549,7 @@ def test_ray_a_run_that_cannot_unwind_is_abandoned_after_the_cleanup_timeout(
     rt = make_runtime(
         max_workers=2, cleanup_timeout_seconds=1.0, backend=RayBackend(pool=lone_pool)
     )
-    holder = start(rt, functools.partial(blocking_graph, 4.0))
+    holder = start(rt, functools.partial(blocking_graph, 2.5))
     assert working(holder)
     time.sleep(0.2)  # inside the blocking sleep
     began = time.monotonic()
