@@ -499,6 +499,41 @@ def _tool_call(args: dict[str, Any]) -> dict[str, Any]:
     return {"type": "tool_call", "name": "task", "args": args, "id": "call-1"}
 
 
+class _RefusingActor:
+    """An actor handle whose submissions Ray refuses."""
+
+    def __init__(self) -> None:
+        self.run = self
+
+    def options(self, **options: Any) -> _RefusingActor:
+        return self
+
+    def remote(self, *args: Any) -> Any:
+        raise RuntimeError("Ray is gone")
+
+
+@pytest.mark.parametrize("broken", ["acquire", "submit"])
+def test_ray_a_submission_ray_refuses_fails_the_task_and_frees_the_slot(
+    ray_rt: SubagentRuntime, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    pool = ray_rt.backend.pool  # type: ignore[attr-defined]
+    real_acquire = pool.acquire
+
+    def acquire() -> tuple[int, Any]:
+        if broken == "acquire":
+            raise RuntimeError("Ray is gone")
+        index, _actor = real_acquire()
+        return index, _RefusingActor()
+
+    in_flight = pool.stats()["ray_runs_in_flight"]
+    monkeypatch.setattr(pool, "acquire", acquire)
+    holder = terminal(start(ray_rt, answer_graph))
+    assert holder.status is SubagentStatus.FAILED
+    assert holder.error is not None and "RuntimeError: Ray is gone" in holder.error
+    assert wait_until(lambda: ray_rt.stats()["free_slots"] == ray_rt.max_workers)
+    assert pool.stats()["ray_runs_in_flight"] == in_flight
+
+
 @pytest.fixture(scope="module")
 def lone_pool(ray_pool: Any) -> Iterator[Any]:
     """A one-actor pool of its own, for tests that kill or block their actor."""

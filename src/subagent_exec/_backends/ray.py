@@ -630,7 +630,13 @@ class RayBackend:
             "owner": holder.owner,
         }
         payload = entry.payload.payload
-        gen = actor.run.options(num_returns="streaming").remote(holder.task_id, meta, payload)
+        try:
+            gen = actor.run.options(num_returns="streaming").remote(holder.task_id, meta, payload)
+        except Exception as exc:  # Ray refused the submission: the task must still end
+            finish(holder, Ending(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}"))
+            self.pool.release(index)
+            self.runtime._release_slot(entry)
+            return
         self._submitted_total += 1
         run = _RemoteRun(actor_index=index, actor=actor, gen=gen)
         entry.worker = run
@@ -675,7 +681,7 @@ class RayBackend:
                     f"finished ({_first_line(exc)})"
                 ),
             )
-        except Exception as exc:  # ObjectLostError, WorkerCrashededError, ...
+        except Exception as exc:  # ObjectLostError, WorkerCrashedError, ...
             ending = Ending(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}")
         finally:
             self._end(entry, run, ending or _cleanup_timeout())
