@@ -70,7 +70,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import math
 import threading
 import time
 import uuid
@@ -321,8 +320,11 @@ class RemoteTaskTool(BaseTool):
 class RayWorkerPool:
     """N async Ray actors that run sub-agents; shareable by several runtimes.
 
-    ``actors``: how many actor processes. ``max_concurrency``: runs at once per
-    actor (our slots are the real limit; this only needs to be large enough).
+    ``actors``: how many actor processes. ``max_concurrency``: calls at once
+    per actor. Our slots are the real limit of runs; this one is large on
+    purpose, because the control calls (``stop``, ``deliver``) share it: an
+    actor at its limit would queue a stop behind the runs it should stop
+    (runs abandoned after a cleanup timeout still count until they end).
     ``actor_options``: passed to ``.options()`` of each actor (default
     ``{"num_cpus": 0, "scheduling_strategy": "SPREAD"}``; e.g. add
     ``runtime_env`` for a cluster whose nodes lack your code).
@@ -333,7 +335,7 @@ class RayWorkerPool:
         self,
         actors: int = 2,
         *,
-        max_concurrency: int = 1000,
+        max_concurrency: int = 10_000,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         for name, value in (("actors", actors), ("max_concurrency", max_concurrency)):
@@ -523,11 +525,7 @@ class RayBackend:
         self._runtime = runtime
         if self._pool is None:
             size = self._actors if self._actors is not None else min(runtime.max_workers, 4)
-            self._pool = RayWorkerPool(
-                actors=size,
-                max_concurrency=max(1, math.ceil(runtime.max_workers * runtime.max_depth / size))
-                + 16,
-            )
+            self._pool = RayWorkerPool(actors=size)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name=f"{runtime.name}-ray-driver", daemon=True
