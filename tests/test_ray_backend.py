@@ -499,6 +499,38 @@ def _tool_call(args: dict[str, Any]) -> dict[str, Any]:
     return {"type": "tool_call", "name": "task", "args": args, "id": "call-1"}
 
 
+def test_ray_the_real_chat_openai_client_from_a_factory(ray_rt: SubagentRuntime) -> None:
+    """A model factory builds ChatOpenAI inside the worker, against a local
+    OpenAI-compatible server: runs in a row and at once on the actors' loops,
+    then a stop in the middle of a slow HTTP call."""
+    from langchain_openai import ChatOpenAI
+
+    from .openai_compat_server import OpenAICompatServer
+
+    with OpenAICompatServer() as server:
+        model = functools.partial(ChatOpenAI, base_url=server.base_url, api_key="k", model="x")
+        ex = SubagentExecutor(SubagentConfig(name="oa", model=model), runtime=ray_rt)
+        in_a_row = [ex.execute(f"row {i}", timeout=30.0) for i in range(3)]
+        at_once = [ray_rt.get(ex.execute_async(f"once {i}")) for i in range(4)]
+        for holder in [*in_a_row, *at_once]:
+            terminal(holder, timeout=30.0)
+            assert holder is not None and holder.status is SubagentStatus.COMPLETED, holder
+            assert holder.result == f"echo: {holder.task}"
+        assert server.request_count == 7
+    with OpenAICompatServer(delay=30.0) as slow:
+        model = functools.partial(ChatOpenAI, base_url=slow.base_url, api_key="k", model="x")
+        ex = SubagentExecutor(SubagentConfig(name="oa", model=model), runtime=ray_rt)
+        holder = ray_rt.get(ex.execute_async("slow"))
+        assert holder is not None and wait_until(lambda: slow.request_count == 1, timeout=30.0)
+        began = time.monotonic()
+        ray_rt.request_cancel(holder.task_id)
+        terminal(holder)
+        assert time.monotonic() - began < 2.0
+        assert holder.status is SubagentStatus.CANCELLED
+        # The HTTP call in flight on the worker was interrupted, not left running.
+        assert wait_until(lambda: slow.disconnects == 1)
+
+
 class _RefusingActor:
     """An actor handle whose submissions Ray refuses."""
 
