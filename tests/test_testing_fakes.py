@@ -364,3 +364,16 @@ def test_create_agent_messages_stream_uses_streaming_path() -> None:
     tokens = asyncio.run(main())
     assert "".join(tokens) == "Paris is sunny."
     assert all(c.streamed for c in model.calls)
+
+
+def test_a_scripted_model_pickles_and_copies_with_its_own_lock_and_log() -> None:
+    """The Ray backend sends configs to other processes by pickle."""
+    import copy
+    import pickle
+
+    model = ScriptedChatModel(script={"hi": ["hello"]}, latency=0.0)
+    model.invoke("hi there")
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert clone.invoke("hi again").content == "hello"
+        assert clone.call_count == 1  # its own log, starting empty
+    assert model.call_count == 1

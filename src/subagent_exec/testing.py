@@ -350,6 +350,28 @@ class ScriptedChatModel(BaseChatModel):
         with self._lock:
             return len(self._calls)
 
+    def __getstate__(self) -> dict[Any, Any]:
+        # A lock cannot be pickled; a copy sent to another process (the Ray
+        # backend) starts with its own lock and an empty call log.
+        state = dict(super().__getstate__())
+        private = dict(state.get("__pydantic_private__") or {})
+        private.pop("_lock", None)
+        private["_calls"] = []
+        state["__pydantic_private__"] = private
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ScriptedChatModel:
+        # The script is never mutated (replies are copied on use), so a copy
+        # may share it; it gets its own lock and call log.
+        clone = self.model_copy()
+        clone._lock = threading.Lock()
+        clone._calls = []
+        return clone
+
     def reset_calls(self) -> None:
         """Forget the recorded calls."""
         with self._lock:
