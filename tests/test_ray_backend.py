@@ -442,10 +442,22 @@ def test_ray_refuses_a_tool_it_cannot_send_and_registers_nothing(ray_rt: Subagen
 
 
 def test_ray_names_a_model_instance_it_cannot_send(ray_rt: SubagentRuntime) -> None:
-    config = SubagentConfig(name="direct", model=ScriptedChatModel(default="x"))
+    held = threading.Lock()  # e.g. a client's connection lock: cannot leave the process
+
+    def reply(messages: list[Any], _held: Any = held) -> str:
+        return "x"
+
+    config = SubagentConfig(name="direct", model=ScriptedChatModel(router=reply))
     with pytest.raises(TypeError, match="the config's model could not be serialised"):
         SubagentExecutor(config, runtime=ray_rt).execute_async("go")
     assert ray_rt.list_tasks() == []
+
+
+def test_a_picklable_model_instance_travels(ray_rt: SubagentRuntime) -> None:
+    config = SubagentConfig(name="direct", model=ScriptedChatModel(default="sent as is"))
+    holder = SubagentExecutor(config, runtime=ray_rt).execute("go")
+    assert holder.status is SubagentStatus.COMPLETED, holder.error
+    assert holder.result == "sent as is"
 
 
 def test_remote_task_tool_outside_a_run_says_so(ray_pool: Any) -> None:
