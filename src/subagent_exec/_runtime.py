@@ -32,6 +32,7 @@ import asyncio
 import contextvars
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
@@ -41,8 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._backends.base import Backend, log_extra
-from ._backends.base import last_ai_text as last_ai_text
+from ._backends.base import Backend, log_extra, remaining
 from ._backends.thread import ThreadBackend
 from ._context import current_task_id
 from ._errors import (
@@ -285,13 +285,13 @@ class SubagentRuntime:
         if not wait:
             self._backend.shutdown(wait=False, deadline=None)
             return True
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         for holder in unfinished:
-            if not holder.wait(_remaining(deadline)):
+            if not holder.wait(remaining(deadline)):
                 return False
         if not self._backend.shutdown(wait=True, deadline=deadline):
             return False
-        self._events.close(_remaining(deadline))
+        self._events.close(remaining(deadline))
         return True
 
     def __enter__(self) -> SubagentRuntime:
@@ -688,16 +688,6 @@ def _check_number(name: str, value: object, *, positive: bool) -> None:
     if not ok:
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"SubagentRuntime.{name} must be a number {bound}, got {value!r}")
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - _monotonic())
 
 
 _live_runtimes: weakref.WeakSet[SubagentRuntime] = weakref.WeakSet()

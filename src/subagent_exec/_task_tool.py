@@ -42,13 +42,14 @@ from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from ._backends.base import last_ai_text
 from ._config import SubagentConfig
 from ._errors import SubagentError
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
 from ._models import ModelSpec
 from ._result import SubagentResult
-from ._runtime import SubagentRuntime, last_ai_text
+from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
 from ._tracing import child_callbacks
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -134,3 +135,8 @@ def last_ai_text(holder: SubagentResult) -> str | None:
 
 def log_extra(holder: SubagentResult) -> str:
     return f"[task={holder.task_id} trace={holder.trace_id}]"
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until a ``time.monotonic()`` deadline (None: no deadline)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -89,7 +89,7 @@ from .._context import current_runtime, current_task_id
 from .._result import SubagentResult
 from .._status import SubagentStatus
 from .._task_tool import TaskInput, TaskTool
-from .base import Ending, describe, ending_of, finish, log_extra
+from .base import Ending, describe, ending_of, finish, log_extra, remaining
 
 if TYPE_CHECKING:
     from .._runtime import RunFunction, SubagentRuntime, _Task
@@ -566,10 +566,10 @@ class RayBackend:
         if not wait:
             return True
         try:
-            done.result(_remaining(deadline))
+            done.result(remaining(deadline))
         except TimeoutError:
             return False
-        self._thread.join(_remaining(deadline))
+        self._thread.join(remaining(deadline))
         return not self._thread.is_alive()
 
     def stats(self) -> dict[str, int]:
@@ -846,10 +846,6 @@ def _task_error_ending(exc: Exception, holder: SubagentResult) -> Ending:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 # -- what travels to the workers -------------------------------------------------------------

@@ -27,7 +27,7 @@ from .._context import current_runtime, current_task_id
 from .._result import SubagentResult
 from .._status import SubagentStatus
 from .._threads import AbandoningExecutor
-from .base import Ending, ending_of, finish, log_extra
+from .base import Ending, ending_of, finish, log_extra, remaining
 
 if TYPE_CHECKING:
     from .._runtime import RunFunction, RunOutcome, SubagentRuntime, _Task
@@ -94,7 +94,7 @@ class ThreadBackend:
         if not wait:
             return True
         for thread in list(getattr(self._pool, "_threads", ())):
-            thread.join(_remaining(deadline))
+            thread.join(remaining(deadline))
             if thread.is_alive():
                 return False
         return True
@@ -237,8 +237,3 @@ def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
         return True
     return any(gen.ag_frame is not None for gen in list(tracked))
 
-
-def _remaining(deadline: float | None) -> float | None:
-    import time
-
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
