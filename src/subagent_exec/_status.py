@@ -1,9 +1,9 @@
-"""The status of a sub-agent task and the rules for moving between statuses.
+"""The statuses of a sub-agent task.
 
 A task moves PENDING -> RUNNING -> exactly one terminal status. A PENDING task
 may also go straight to CANCELLED (stopped before it started). The transitions
-themselves are performed by :class:`~subagent_exec.SubagentResult` under the
-runtime lock; this module only names the statuses and the allowed edges.
+themselves, and the rules that guard them, live in
+:class:`~subagent_exec.SubagentResult`; this module only names the statuses.
 """
 
 from __future__ import annotations
@@ -35,12 +35,5 @@ _TERMINAL = frozenset(
         SubagentStatus.TIMED_OUT,
     }
 )
-
-#: The only edges a task may take. Anything else is refused by the holder.
-ALLOWED_TRANSITIONS: dict[SubagentStatus, frozenset[SubagentStatus]] = {
-    SubagentStatus.PENDING: frozenset({SubagentStatus.RUNNING, *_TERMINAL}),
-    SubagentStatus.RUNNING: _TERMINAL,
-    **{status: frozenset() for status in _TERMINAL},
-}
 
 TERMINAL_STATUSES = _TERMINAL

@@ -28,8 +28,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool, tool
 
 from ._config import SubagentConfig
+from ._middleware import SubagentMiddleware
 from ._runtime import SubagentRuntime
-from ._task_tool import EventListener, SubagentMiddleware
+from ._task_tool import EventListener
 from .testing import ScriptedChatModel, tool_call, tool_calls
 
 __all__ = ["DEMO_QUESTION", "build_demo_lead_agent", "demo_subagents", "demo_tools"]
