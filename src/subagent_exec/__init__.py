@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import SubagentConfig
 from ._context import get_current_task_id
-from ._contract import Backend, BackendSettings, RunEnding, RunHandle, RunOutcome, TaskTicket
+from ._contract import (
+    Backend,
+    BackendSettings,
+    RunEnding,
+    RunFunction,
+    RunHandle,
+    RunOutcome,
+    TaskTicket,
+)
 from ._default import (
     cleanup_background_task,
     configure,
@@ -62,6 +70,7 @@ __all__ = [
     "RayBackend",
     "RayWorkerPool",
     "RunEnding",
+    "RunFunction",
     "RunHandle",
     "RunOutcome",
     "RuntimeClosedError",

@@ -18,17 +18,13 @@ the run has unwound.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
-import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._backends import load_backend
@@ -38,16 +34,14 @@ from ._contract import Backend, BackendSettings, RunFunction, remaining
 from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._exit import register_exit_hook
+from ._registry import Registry
 from ._result import SubagentResult
 from ._slots import SlotPool
-from ._status import SubagentStatus
+from ._status import SubagentStatus, status_filter
 from ._tasks import RegisteredTask, TaskSettings
+from ._waiting import CALLER_CANCELLED, TaskWaiter, nothing_to_undo
 
 logger = logging.getLogger("subagent_exec")
-
-#: The reason a waiter's cancellation gives the task it forwards it to.
-CALLER_CANCELLED = "the caller was cancelled"
-
 
 class SubagentRuntime:
     """The pool and registry that run sub-agents. Thread-safe; use one per app.
@@ -101,11 +95,9 @@ class SubagentRuntime:
         self._lock = threading.RLock()
         self._events = EventHub(name=f"{name}-events")
         # Invariant: the fields below are read and written under self._lock.
-        self._tasks: dict[str, RegisteredTask] = {}
+        self._tasks = Registry(retain_max=retain_max, retain_ttl_seconds=self.retain_ttl_seconds)
         self._slots: SlotPool[RegisteredTask] = SlotPool(max_workers)
-        self._terminal_order: OrderedDict[str, None] = OrderedDict()
         self._closed = False
-        self._submitted_total = 0
         self._backend = load_backend(backend)
         self._backend.bind(
             BackendSettings(
@@ -122,6 +114,12 @@ class SubagentRuntime:
             cleanup_timeout_seconds=self.cleanup_timeout_seconds,
             time_out=self._time_out,
             release=self._release,
+        )
+        self._waiter = TaskWaiter(
+            watch=self._watch,
+            lending=self._lending,
+            request_cancel=self.request_cancel,
+            cleanup_timeout_seconds=self.cleanup_timeout_seconds,
         )
         register_exit_hook(self)
 
@@ -183,7 +181,7 @@ class SubagentRuntime:
     def get(self, task_id: str) -> SubagentResult | None:
         """The result holder of a task, or None if unknown / cleaned up."""
         with self._lock:
-            self._evict_expired_locked()
+            self._tasks.forget_expired()
             entry = self._tasks.get(task_id)
             return entry.holder if entry is not None else None
 
@@ -193,12 +191,12 @@ class SubagentRuntime:
         status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
     ) -> list[SubagentResult]:
         """Registered tasks in creation order, optionally filtered."""
-        wanted = _status_filter(status)
+        wanted = status_filter(status)
         with self._lock:
-            self._evict_expired_locked()
+            self._tasks.forget_expired()
             return [
                 e.holder
-                for e in self._tasks.values()
+                for e in self._tasks
                 if (parent_id is None or e.holder.parent_id == parent_id)
                 and (wanted is None or e.holder.status in wanted)
             ]
@@ -209,7 +207,7 @@ class SubagentRuntime:
             entry = self._tasks.get(task_id)
             if entry is None or not entry.holder.is_terminal:
                 return False
-            self._forget_locked(task_id)
+            self._tasks.forget(task_id)
             return True
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
@@ -232,12 +230,12 @@ class SubagentRuntime:
         counters (thread backend: live and abandoned threads)."""
         with self._lock:
             by_status = {s.value: 0 for s in SubagentStatus}
-            for entry in self._tasks.values():
+            for entry in self._tasks:
                 by_status[entry.holder.status.value] += 1
             return {
                 **by_status,
                 "registered": len(self._tasks),
-                "submitted_total": self._submitted_total,
+                "submitted_total": self._tasks.submitted_total,
                 "active": self._slots.active,
                 "free_slots": self._slots.free,
                 "queued": self._slots.queued,
@@ -278,43 +276,9 @@ class SubagentRuntime:
         Given the holder (not just the id), a task already evicted by
         retention still resolves: only terminal tasks are ever evicted.
         """
-        loop = asyncio.get_running_loop()
-        caller_context = contextvars.copy_context()
-        ended: asyncio.Future[None] = loop.create_future()
-
-        def on_loop(event: TaskEvent) -> None:
-            if on_event is not None:
-                _deliver(on_event, event)
-            if event.is_terminal and not ended.done():
-                ended.set_result(None)
-
-        def hand_over(event: TaskEvent) -> None:  # under the lock, any thread
-            try:
-                loop.call_soon_threadsafe(on_loop, event, context=caller_context)
-            except RuntimeError:  # the waiting loop is closed: nobody to tell
-                pass
-
-        holder, history, unwatch = self._watch(task, hand_over)
-        try:
-            for event in history:
-                on_loop(event)
-            if not ended.done():
-                with self._lending():
-                    try:
-                        await asyncio.shield(ended)
-                    except asyncio.CancelledError:
-                        if forward_cancel:
-                            self.request_cancel(holder.task_id, cancel_reason)
-                            try:
-                                await asyncio.wait_for(
-                                    asyncio.shield(ended), self.cleanup_timeout_seconds + 1.0
-                                )
-                            except (TimeoutError, asyncio.CancelledError):
-                                pass  # a second cancel or a stuck cleanup
-                        raise
-        finally:
-            unwatch()
-        return holder
+        return await self._waiter.wait(
+            task, on_event=on_event, forward_cancel=forward_cancel, cancel_reason=cancel_reason
+        )
 
     def wait_terminal_blocking(
         self,
@@ -333,23 +297,13 @@ class SubagentRuntime:
         cancellation: the task is stopped, waited for (bounded), and the
         exception propagates.
         """
-        inbox: queue.SimpleQueue[TaskEvent] = queue.SimpleQueue()
-        holder, history, unwatch = self._watch(task, inbox.put)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            with self._lending():
-                try:
-                    for event in _events_until_terminal(history, inbox, deadline):
-                        if on_event is not None:
-                            _deliver(on_event, event)
-                except BaseException:
-                    if forward_cancel:
-                        self.request_cancel(holder.task_id, cancel_reason)
-                        holder.wait(self.cleanup_timeout_seconds + 1.0)
-                    raise
-        finally:
-            unwatch()
-        return holder
+        return self._waiter.wait_blocking(
+            task,
+            timeout=timeout,
+            on_event=on_event,
+            forward_cancel=forward_cancel,
+            cancel_reason=cancel_reason,
+        )
 
     def _watch(
         self, task: str | SubagentResult, hand_over: Callable[[TaskEvent], None]
@@ -361,14 +315,14 @@ class SubagentRuntime:
             entry = self._tasks.get(task_id)
             if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
                 if task.is_terminal:  # evicted: its history is complete
-                    return task, task._events_so_far(), _nothing_to_undo
+                    return task, task._events_so_far(), nothing_to_undo
                 entry = None
             if entry is None:
                 raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
             holder = entry.holder
             history = holder._events_so_far()
             if holder.is_terminal:
-                return holder, history, _nothing_to_undo
+                return holder, history, nothing_to_undo
             return holder, history, self._events.watch(task_id, hand_over)
 
     @contextmanager
@@ -472,8 +426,7 @@ class SubagentRuntime:
                 context=run_context,
                 settings=self._task_settings,
             )
-            self._tasks[task_id] = entry
-            self._submitted_total += 1
+            self._tasks.add(entry)
             if parent is not None:
                 parent.holder.children.append(task_id)
             self._publish_locked("created", holder, {"task": task, "depth": depth})
@@ -510,34 +463,10 @@ class SubagentRuntime:
                 self._slots.withdraw(entry.slot)  # if it was waiting, it never starts
         self._publish_locked(kind, holder, data)
         if kind in TERMINAL_EVENT_KINDS:
-            self._terminal_order[holder.task_id] = None
-            self._evict_locked()
+            self._tasks.finished(holder.task_id)
 
     def _publish_locked(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
         holder._record_event(self._events.publish(kind, holder, data))
-
-    def _evict_locked(self) -> None:
-        while len(self._terminal_order) > self.retain_max:
-            self._forget_locked(next(iter(self._terminal_order)))
-        self._evict_expired_locked()
-
-    def _evict_expired_locked(self) -> None:
-        if self.retain_ttl_seconds is None:
-            return
-        horizon = datetime.now(UTC) - timedelta(seconds=self.retain_ttl_seconds)
-        while self._terminal_order:
-            oldest = next(iter(self._terminal_order))
-            entry = self._tasks.get(oldest)
-            completed = entry.holder.completed_at if entry else None
-            if completed is not None and completed > horizon:
-                return
-            self._forget_locked(oldest)
-
-    def _forget_locked(self, task_id: str) -> None:
-        self._terminal_order.pop(task_id, None)
-        entry = self._tasks.pop(task_id, None)
-        if entry is not None:
-            entry.drop_references()
 
     # -- shutting down ---------------------------------------------------------------------
 
@@ -550,7 +479,7 @@ class SubagentRuntime:
         Returns False if ``timeout`` ran out first."""
         with self._lock:
             self._closed = True
-            unfinished = [e.holder for e in self._tasks.values() if not e.holder.is_terminal]
+            unfinished = [e.holder for e in self._tasks if not e.holder.is_terminal]
         if cancel:
             for holder in unfinished:
                 self.request_cancel(holder.task_id, "runtime shut down")
@@ -572,49 +501,3 @@ class SubagentRuntime:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown(cancel=True, wait=True)
 
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _nothing_to_undo() -> None:
-    return None
-
-
-def _deliver(on_event: EventCallback, event: TaskEvent) -> None:
-    try:
-        on_event(event)
-    except Exception:  # a listener must never break the wait
-        logger.exception("[task=%s trace=%s] event listener failed", event.task_id, event.trace_id)
-
-
-def _events_until_terminal(
-    history: list[TaskEvent], inbox: queue.SimpleQueue[TaskEvent], deadline: float | None
-) -> Iterator[TaskEvent]:
-    """The recorded events, then live ones, up to the terminal one or the deadline."""
-    for event in history:
-        yield event
-        if event.is_terminal:
-            return
-    while True:
-        try:
-            event = inbox.get(timeout=remaining(deadline))
-        except queue.Empty:
-            return
-        yield event
-        if event.is_terminal:
-            return
-
-
-def _status_filter(
-    status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
-) -> frozenset[SubagentStatus] | None:
-    if status is None:
-        return None
-    items: Iterable[SubagentStatus | str] = (
-        [status] if isinstance(status, SubagentStatus | str) else status
-    )
-    try:
-        return frozenset(SubagentStatus(s) for s in items)
-    except ValueError:
-        allowed = ", ".join(s.value for s in SubagentStatus)
-        raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None

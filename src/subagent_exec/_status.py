@@ -9,6 +9,7 @@ themselves, and the rules that guard them, live in
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class SubagentStatus(enum.StrEnum):
@@ -37,3 +38,19 @@ _TERMINAL = frozenset(
 )
 
 TERMINAL_STATUSES = _TERMINAL
+
+
+def status_filter(
+    status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
+) -> frozenset[SubagentStatus] | None:
+    """The statuses asked for (None: any); ``ValueError`` naming the allowed ones."""
+    if status is None:
+        return None
+    items: Iterable[SubagentStatus | str] = (
+        [status] if isinstance(status, SubagentStatus | str) else status
+    )
+    try:
+        return frozenset(SubagentStatus(s) for s in items)
+    except ValueError:
+        allowed = ", ".join(s.value for s in SubagentStatus)
+        raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None
