@@ -47,3 +47,17 @@ def check_callable(owner: str, name: str, value: object) -> Callable[..., Any]:
     if not callable(value):
         raise TypeError(f"{owner}.{name} must be callable, got {value!r}")
     return value
+
+
+def check_task_id(owner: str, name: str, value: object) -> str:
+    """A task id to look up: any string (an unknown one is simply not found)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}.{name} must be a task id (a string), got {value!r}")
+    return value
+
+
+def check_optional_text(owner: str, name: str, value: object) -> str | None:
+    """None, or a string with something other than whitespace in it."""
+    if value is None:
+        return None
+    return check_text(owner, name, value)

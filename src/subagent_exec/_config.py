@@ -49,7 +49,7 @@ class SubagentConfig:
         owner = "SubagentConfig"
         check_text(owner, "name", self.name)
         check_int(owner, "max_turns", self.max_turns, minimum=1)
-        check_number(owner, "timeout_seconds", self.timeout_seconds, positive=True)
+        check_number(owner, "timeout_seconds", self.timeout_seconds, positive=True, finite=True)
         if isinstance(self.model, str) and not self.model.strip():
             raise ValueError("SubagentConfig.model must not be an empty string")
         if self.model is not None and not (

@@ -8,6 +8,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
+from ._checks import check_number, check_optional_text
 from ._config import INHERIT, SubagentConfig, model_to_build
 from ._context import task_in_scope
 from ._default import get_default_runtime
@@ -49,7 +50,7 @@ class SubagentExecutor:
         if config.model == INHERIT:
             check_shareable(parent_model, subagent=config.name)
         self.parent_model = parent_model
-        self.trace_id = trace_id
+        self.trace_id = check_optional_text("SubagentExecutor", "trace_id", trace_id)
         self._runtime = runtime
         self._callbacks = tuple(callbacks)
 
@@ -121,6 +122,8 @@ class SubagentExecutor:
         If the wait is interrupted (KeyboardInterrupt) or ``timeout`` runs out,
         the sub-agent is cancelled, and we wait (bounded) for it to unwind.
         """
+        if timeout is not None:
+            check_number("execute", "timeout", timeout, positive=True, finite=True)
         holder = self.start(task)
         runtime = self.runtime
         runtime.wait_terminal_blocking(

@@ -1,6 +1,11 @@
-"""The tasks a runtime knows: registered in creation order, and forgotten,
-once finished, by the runtime's retention rules (``retain_max``,
-``retain_ttl_seconds``). Unfinished tasks are never forgotten.
+"""The tasks a runtime knows: registered in creation order, linked in a tree,
+and forgotten, once finished, by the runtime's retention rules
+(``retain_max``, ``retain_ttl_seconds``). Unfinished tasks are never forgotten.
+
+The tree that stops follow is an index of its own, not ``holder.children``
+(which records history): when a finished task is forgotten while some of its
+descendants still run, its children are re-attached to its nearest registered
+ancestor, so a stop of any ancestor still reaches all of them.
 
 # Invariant: a Registry is used only under its runtime's lock.
 """
@@ -21,9 +26,14 @@ class Registry:
         self.retain_max = retain_max
         self.retain_ttl_seconds = retain_ttl_seconds
         self.submitted_total = 0
+        #: Registered tasks that have not reached a terminal status yet.
+        self.unfinished = 0
         self._tasks: dict[str, RegisteredTask] = {}
         # Finished tasks still registered, oldest first.
         self._finished: OrderedDict[str, None] = OrderedDict()
+        # The tree stops follow: registered children by parent, and back.
+        self._children: dict[str, list[str]] = {}
+        self._parent: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -38,12 +48,29 @@ class Registry:
     def get(self, task_id: str) -> RegisteredTask | None:
         return self._tasks.get(task_id)
 
-    def add(self, entry: RegisteredTask) -> None:
+    def add(self, entry: RegisteredTask, parent_id: str | None) -> None:
         self._tasks[entry.task_id] = entry
         self.submitted_total += 1
+        self.unfinished += 1
+        if parent_id is not None:
+            self._children.setdefault(parent_id, []).append(entry.task_id)
+            self._parent[entry.task_id] = parent_id
+
+    def descendants(self, task_id: str) -> list[RegisteredTask]:
+        """Every registered task below ``task_id`` in the tree, parents first."""
+        found: list[RegisteredTask] = []
+        stack = list(reversed(self._children.get(task_id, ())))
+        while stack:
+            child_id = stack.pop()
+            entry = self._tasks.get(child_id)
+            if entry is not None:
+                found.append(entry)
+            stack.extend(reversed(self._children.get(child_id, ())))
+        return found
 
     def finished(self, task_id: str) -> None:
         """``task_id`` reached its terminal status: retention may forget it now."""
+        self.unfinished -= 1
         self._finished[task_id] = None
         while len(self._finished) > self.retain_max:
             self.forget(next(iter(self._finished)))
@@ -65,5 +92,20 @@ class Registry:
     def forget(self, task_id: str) -> None:
         self._finished.pop(task_id, None)
         entry = self._tasks.pop(task_id, None)
-        if entry is not None:
-            entry.drop_references()
+        if entry is None:
+            return
+        entry.drop_references()
+        # Re-attach its children (if any still exist) to its own parent.
+        parent_id = self._parent.pop(task_id, None)
+        children = self._children.pop(task_id, [])
+        if parent_id is not None:
+            siblings = self._children[parent_id]
+            siblings.remove(task_id)
+            siblings.extend(children)
+            for child_id in children:
+                self._parent[child_id] = parent_id
+            if not siblings:
+                del self._children[parent_id]
+        else:
+            for child_id in children:
+                del self._parent[child_id]

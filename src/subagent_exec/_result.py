@@ -11,6 +11,16 @@ runtime's single lock. The rules they enforce:
   have run), except for a PENDING task, which is stopped at once.
 * The first terminal write wins; a later completion, failure or stop is
   ignored, and ``completed_at`` is set together with the status.
+* AI messages are recorded until a stop is requested or the task ends,
+  whichever comes first: nothing a run produces after its stop was asked for
+  is recorded or announced, except, with ``cancel_grace_seconds`` > 0, what
+  the call the grace period lets finish produces.
+
+Reading without the lock: each transition writes its payload first and the
+status last, so a thread that sees a status also sees what came with it
+(``started_at`` with RUNNING; ``result``, ``error``, ``stop_reason`` and
+``completed_at`` with a terminal status), and ``wait()`` returns only after
+all of it was written. ``to_dict()`` takes the lock and is always consistent.
 
 Who may call the transitions: the runtime's registry (which owns holders) and
 the task ticket it hands to a backend (``_contract.TaskTicket``); nothing else.
@@ -171,8 +181,8 @@ class SubagentResult:
         with self._lock:
             if self._status is not SubagentStatus.PENDING or self._stop_status is not None:
                 return False
-            self._status = SubagentStatus.RUNNING
             self.started_at = _now()
+            self._status = SubagentStatus.RUNNING  # last: see "Reading without the lock"
             self._on_event("started", self, {})
             return True
 
@@ -213,7 +223,6 @@ class SubagentResult:
             if self._status.is_terminal:
                 return False
             final = self._stop_status or status
-            self._status = final
             self.completed_at = _now()
             if result is not None:
                 self.result = result
@@ -226,6 +235,7 @@ class SubagentResult:
                 self.error = error
             if stop_reason is not None:
                 self.stop_reason = stop_reason
+            self._status = final  # last: see "Reading without the lock"
             self._done.set()
             self._on_event(final.value, self, {})
             return True
@@ -239,10 +249,18 @@ class SubagentResult:
         with self._lock:
             return list(self._history)
 
-    def _add_ai_message(self, message: dict[str, Any], message_id: str) -> bool:
-        """Record an AI message once (by id). False for a duplicate or after the end."""
+    def _add_ai_message(
+        self, message: dict[str, Any], message_id: str, *, after_stop: bool = False
+    ) -> bool:
+        """Record an AI message once (by id). False for a duplicate, after the
+        end, or once a stop was requested (unless ``after_stop``: a grace period
+        lets the call in flight at the stop finish, and its message counts)."""
         with self._lock:
-            if message_id in self._ai_message_ids or self._status.is_terminal:
+            if (
+                message_id in self._ai_message_ids
+                or self._status.is_terminal
+                or (self._stop_status is not None and not after_stop)
+            ):
                 return False
             self._ai_message_ids.add(message_id)
             self.ai_messages.append(message)

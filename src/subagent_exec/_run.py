@@ -11,6 +11,8 @@ separately by the runtime (``call_soon_threadsafe(task.cancel)``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,13 +87,48 @@ class StopCheckpoint(BaseCallbackHandler):
         self.check()
 
 
+#: Content blocks whose ``"text"`` is what the model said (a block without a
+#: ``"type"`` counts: some providers and hand-written messages omit it).
+_TEXT_BLOCK_TYPES = (None, "text", "output_text")
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text of a message, from a string or from every common block shape:
+    plain strings, ``{"type": "text" | "output_text", "text": ...}`` and
+    ``{"text": ...}``; reasoning, thinking, tool-use and media blocks are not text."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") in _TEXT_BLOCK_TYPES:
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
+def message_key(message: AIMessage) -> str:
+    """What an AI message is recognised by when the values stream shows it again:
+    its id, or (for a message without one) its content, so a different message
+    is never taken for one already recorded."""
+    if message.id:
+        return message.id
+    seen = json.dumps(
+        [message.content, message.tool_calls, message.name], sort_keys=True, default=str
+    )
+    return "content-" + hashlib.sha256(seen.encode()).hexdigest()[:32]
+
+
 def message_record(message: AIMessage) -> dict[str, Any]:
     """The JSON-ready form of an AI message kept in ``SubagentResult.ai_messages``."""
     return {
         "id": message.id,
         "type": "ai",
         "name": message.name,
-        "text": message.text,
+        "text": message_text(message),
         "content": message.content,
         "tool_calls": [
             {"name": c["name"], "args": c["args"], "id": c.get("id")} for c in message.tool_calls
@@ -104,7 +141,7 @@ def final_text(messages: Sequence[Any], subagent: str) -> str:
     """The final answer: the text of the last AI message, or a clear statement."""
     for message in reversed(messages):
         if isinstance(message, AIMessage):
-            text = message.text
+            text = message_text(message)
             if text.strip():
                 return text
             return f"(sub-agent {subagent!r} ended with an AI message that has no text)"
@@ -159,6 +196,8 @@ class SubagentRun:
                 **_stream_kwargs(graph),
             )
             async for state in stream:
+                # A message that arrives after the stop was requested is refused
+                # by the handle (unless a grace period let its call finish).
                 if isinstance(state, dict) and isinstance(state.get("messages"), list):
                     messages = state["messages"]
                     _record_ai_messages(handle, messages)
@@ -201,6 +240,6 @@ def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
 
 
 def _record_ai_messages(handle: RunHandle, messages: Sequence[Any]) -> None:
-    for position, message in enumerate(messages):
+    for message in messages:
         if isinstance(message, AIMessage):
-            handle.record_ai_message(message_record(message), message.id or f"position-{position}")
+            handle.record_ai_message(message_record(message), message_key(message))

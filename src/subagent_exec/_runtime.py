@@ -28,7 +28,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._backends import load_backend
-from ._checks import check_int, check_number
+from ._checks import (
+    check_callable,
+    check_int,
+    check_number,
+    check_optional_text,
+    check_task_id,
+    check_text,
+)
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
 from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
@@ -82,15 +89,19 @@ class SubagentRuntime:
         self.retain_ttl_seconds = (
             None
             if retain_ttl_seconds is None
-            else check_number(owner, "retain_ttl_seconds", retain_ttl_seconds, positive=True)
+            else check_number(
+                owner, "retain_ttl_seconds", retain_ttl_seconds, positive=True, finite=True
+            )
         )
+        # Finite: an infinite grace would mean a stop never interrupts, an
+        # infinite cleanup limit that a stuck finally: holds its worker forever.
         self.cancel_grace_seconds = check_number(
-            owner, "cancel_grace_seconds", cancel_grace_seconds, positive=False
+            owner, "cancel_grace_seconds", cancel_grace_seconds, positive=False, finite=True
         )
         self.cleanup_timeout_seconds = check_number(
-            owner, "cleanup_timeout_seconds", cleanup_timeout_seconds, positive=True
+            owner, "cleanup_timeout_seconds", cleanup_timeout_seconds, positive=True, finite=True
         )
-        self.name = name
+        self.name = check_text(owner, "name", name)
 
         self._lock = threading.RLock()
         self._events = EventHub(name=f"{name}-events")
@@ -98,6 +109,8 @@ class SubagentRuntime:
         self._tasks = Registry(retain_max=retain_max, retain_ttl_seconds=self.retain_ttl_seconds)
         self._slots: SlotPool[RegisteredTask] = SlotPool(max_workers)
         self._closed = False
+        #: shutdown(wait=False) left the backend running for queued tasks.
+        self._backend_to_close = False
         self._backend = load_backend(backend)
         self._backend.bind(
             BackendSettings(
@@ -113,7 +126,9 @@ class SubagentRuntime:
             cancel_grace_seconds=self.cancel_grace_seconds,
             cleanup_timeout_seconds=self.cleanup_timeout_seconds,
             time_out=self._time_out,
-            release=self._release,
+            release=self._release_locked,
+            ended=self._ended,
+            interrupt=self._interrupt,
         )
         self._waiter = TaskWaiter(
             watch=self._watch,
@@ -131,6 +146,9 @@ class SubagentRuntime:
         Returns True when the task was not terminal: it is now stopping (or was
         already). The status turns CANCELLED once the run has unwound.
         """
+        check_task_id("request_cancel", "task_id", task_id)
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"request_cancel.reason must be a string or None, got {reason!r}")
         reason = reason or "cancelled by request"
         with self._lock:
             entry = self._tasks.get(task_id)
@@ -140,24 +158,31 @@ class SubagentRuntime:
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
                 to_interrupt.append(entry)
                 logger.info("%s cancel requested: %s", entry.log_prefix, reason)
-            to_interrupt.extend(self._cascade_locked(entry, f"cancelled: {reason}"))
-        for target in to_interrupt:
-            self._backend.interrupt(target)
+            to_interrupt.extend(self._cascade_locked(entry, f"was cancelled: {reason}"))
+        self._interrupt(to_interrupt)
         return True
 
-    def _cascade_locked(self, root: RegisteredTask, why: str) -> list[RegisteredTask]:
-        """Latch CANCELLED on every unfinished descendant of ``root``."""
-        stopped: list[RegisteredTask] = []
-        stack = list(root.holder.children)
-        reason = f"ancestor {root.task_id} ({root.subagent_name}) was {why}"
-        while stack:
-            entry = self._tasks.get(stack.pop())
-            if entry is None:
-                continue
-            stack.extend(entry.holder.children)
-            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
-                stopped.append(entry)
-        return stopped
+    def _cascade_locked(self, root: RegisteredTask, what: str) -> list[RegisteredTask]:
+        """Latch CANCELLED on every unfinished descendant of ``root`` (found
+        through the registry's tree, which survives forgotten middle nodes)."""
+        reason = f"ancestor {root.task_id} ({root.subagent_name}) {what}"
+        return [
+            entry
+            for entry in self._tasks.descendants(root.task_id)
+            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
+        ]
+
+    def _ended(self, entry: RegisteredTask) -> list[RegisteredTask]:
+        """``entry`` has just become terminal (under the lock). Stop means the
+        whole tree: descendants it left running are stopped too."""
+        status = entry.holder.status
+        if status in (SubagentStatus.COMPLETED, SubagentStatus.FAILED):
+            return self._cascade_locked(entry, f"{status.value} without waiting for it")
+        return []  # a stop latched on the descendants when it was requested
+
+    def _interrupt(self, entries: list[RegisteredTask]) -> None:
+        for entry in entries:
+            self._backend.interrupt(entry)
 
     def _time_out(self, entry: RegisteredTask) -> None:
         """A running task's deadline passed (its backend says so): latch
@@ -172,14 +197,13 @@ class SubagentRuntime:
                 return
             others = self._cascade_locked(entry, "timed out")
         logger.info("%s %s", entry.log_prefix, reason)
-        self._backend.interrupt(entry)
-        for other in others:
-            self._backend.interrupt(other)
+        self._interrupt([entry, *others])
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, task_id: str) -> SubagentResult | None:
         """The result holder of a task, or None if unknown / cleaned up."""
+        check_task_id("get", "task_id", task_id)
         with self._lock:
             self._tasks.forget_expired()
             entry = self._tasks.get(task_id)
@@ -191,6 +215,8 @@ class SubagentRuntime:
         status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
     ) -> list[SubagentResult]:
         """Registered tasks in creation order, optionally filtered."""
+        if parent_id is not None:
+            check_task_id("list_tasks", "parent_id", parent_id)
         wanted = status_filter(status)
         with self._lock:
             self._tasks.forget_expired()
@@ -203,6 +229,7 @@ class SubagentRuntime:
 
     def cleanup(self, task_id: str) -> bool:
         """Forget a terminal task. False if unknown or not terminal yet."""
+        check_task_id("cleanup", "task_id", task_id)
         with self._lock:
             entry = self._tasks.get(task_id)
             if entry is None or not entry.holder.is_terminal:
@@ -213,6 +240,7 @@ class SubagentRuntime:
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Receive every task event (created, started, ai_message, cancel_requested,
         and one terminal event per task) on a dispatcher thread. Returns unsubscribe."""
+        check_callable("subscribe", "callback", callback)
         if self._closed:
             raise RuntimeClosedError(
                 f"runtime {self.name!r} is shut down; subscribe to a new SubagentRuntime"
@@ -276,6 +304,7 @@ class SubagentRuntime:
         Given the holder (not just the id), a task already evicted by
         retention still resolves: only terminal tasks are ever evicted.
         """
+        _check_wait("wait_terminal", task, on_event, cancel_reason)
         return await self._waiter.wait(
             task, on_event=on_event, forward_cancel=forward_cancel, cancel_reason=cancel_reason
         )
@@ -297,6 +326,9 @@ class SubagentRuntime:
         cancellation: the task is stopped, waited for (bounded), and the
         exception propagates.
         """
+        _check_wait("wait_terminal_blocking", task, on_event, cancel_reason)
+        if timeout is not None:
+            check_number("wait_terminal_blocking", "timeout", timeout, positive=False, finite=True)
         return self._waiter.wait_blocking(
             task,
             timeout=timeout,
@@ -369,8 +401,19 @@ class SubagentRuntime:
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
         ``CapacityError`` or ``RuntimeClosedError``; then nothing is registered.
         """
-        if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
-            raise ValueError(f"task_id must be a non-empty string, got {task_id!r}")
+        check_text("submit", "subagent_name", subagent_name)
+        check_text("submit", "task", task)
+        check_callable("submit", "run", run)
+        check_number("submit", "timeout_seconds", timeout_seconds, positive=True, finite=True)
+        for name, value in (
+            ("task_id", task_id),
+            ("parent_id", parent_id),
+            ("trace_id", trace_id),
+            ("owner", owner),
+        ):
+            check_optional_text("submit", name, value)
+        if context is not None and not isinstance(context, contextvars.Context):
+            raise TypeError(f"submit.context must be a contextvars.Context, got {context!r}")
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
@@ -426,7 +469,7 @@ class SubagentRuntime:
                 context=run_context,
                 settings=self._task_settings,
             )
-            self._tasks.add(entry)
+            self._tasks.add(entry, parent_id)
             if parent is not None:
                 parent.holder.children.append(task_id)
             self._publish_locked("created", holder, {"task": task, "depth": depth})
@@ -448,10 +491,9 @@ class SubagentRuntime:
         for state in granted:
             self._backend.start(state.task)
 
-    def _release(self, entry: RegisteredTask) -> None:
-        """A run is over and its backend capacity free: give its slot back."""
-        with self._lock:
-            self._start_locked(self._slots.release(entry.slot))
+    def _release_locked(self, entry: RegisteredTask) -> None:
+        """A run is over: give its slot back and start what can start."""
+        self._start_locked(self._slots.release(entry.slot))
 
     # -- events and retention --------------------------------------------------------------
 
@@ -464,6 +506,10 @@ class SubagentRuntime:
         self._publish_locked(kind, holder, data)
         if kind in TERMINAL_EVENT_KINDS:
             self._tasks.finished(holder.task_id)
+            if self._closed and self._tasks.unfinished == 0 and self._backend_to_close:
+                # shutdown(wait=False) without cancel: the last task has ended.
+                self._backend_to_close = False
+                self._backend.shutdown(wait=False, deadline=None)
 
     def _publish_locked(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
         holder._record_event(self._events.publish(kind, holder, data))
@@ -473,24 +519,39 @@ class SubagentRuntime:
     def shutdown(
         self, cancel: bool = True, wait: bool = True, timeout: float | None = None
     ) -> bool:
-        """Refuse new tasks; cancel every unfinished one (``cancel=True``); with
-        ``wait``, return once all tasks are terminal and the backend's workers
-        have finished (thread backend: every worker thread has exited).
-        Returns False if ``timeout`` ran out first."""
+        """Refuse new tasks, then bring every registered task to its end.
+
+        ``cancel=True``: every unfinished task is stopped (queued ones at once,
+        running ones once they have unwound). ``cancel=False``: running and
+        queued tasks go on to their own end; queued ones still start, in order,
+        as slots free up. With ``wait``, return once every task is terminal and
+        the backend's workers have finished (thread backend: every worker
+        thread has exited); False if ``timeout`` ran out first, in which case
+        runs still unwinding were abandoned (``CleanupTimeout``). Without
+        ``wait``, return at once; the backend is shut down as soon as the last
+        task has ended.
+        """
+        if timeout is not None:
+            check_number("shutdown", "timeout", timeout, positive=False, finite=True)
         with self._lock:
             self._closed = True
             unfinished = [e.holder for e in self._tasks if not e.holder.is_terminal]
+            # Without cancel and wait, queued tasks still need the backend:
+            # the last terminal transition shuts it down (_on_holder_event).
+            defer_backend = not cancel and not wait and self._tasks.unfinished > 0
+            self._backend_to_close = defer_backend
         if cancel:
             for holder in unfinished:
                 self.request_cancel(holder.task_id, "runtime shut down")
         if not wait:
-            self._backend.shutdown(wait=False, deadline=None)
+            if not defer_backend:
+                self._backend.shutdown(wait=False, deadline=None)
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        for holder in unfinished:
-            if not holder.wait(remaining(deadline)):
-                return False
-        if not self._backend.shutdown(wait=True, deadline=deadline):
+        ended = all(holder.wait(remaining(deadline)) for holder in unfinished)
+        # At the deadline, runs still unwinding are abandoned by the backend
+        # (their statuses are written): ``timeout`` bounds the whole shutdown.
+        if not self._backend.shutdown(wait=True, deadline=deadline) or not ended:
             return False
         self._events.close(remaining(deadline))
         return True
@@ -501,3 +562,12 @@ class SubagentRuntime:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown(cancel=True, wait=True)
 
+
+def _check_wait(
+    owner: str, task: object, on_event: object, cancel_reason: object
+) -> None:
+    if not isinstance(task, str | SubagentResult):
+        raise TypeError(f"{owner}.task must be a task id or a SubagentResult, got {task!r}")
+    if on_event is not None:
+        check_callable(owner, "on_event", on_event)
+    check_text(owner, "cancel_reason", cancel_reason)

@@ -43,14 +43,25 @@ TERMINAL_STATUSES = _TERMINAL
 def status_filter(
     status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
 ) -> frozenset[SubagentStatus] | None:
-    """The statuses asked for (None: any); ``ValueError`` naming the allowed ones."""
+    """The statuses asked for (None: any): one status or name, or several.
+    ``TypeError`` for anything else, ``ValueError`` naming the allowed names."""
     if status is None:
         return None
-    items: Iterable[SubagentStatus | str] = (
-        [status] if isinstance(status, SubagentStatus | str) else status
-    )
-    try:
-        return frozenset(SubagentStatus(s) for s in items)
-    except ValueError:
-        allowed = ", ".join(s.value for s in SubagentStatus)
-        raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None
+    allowed = ", ".join(s.value for s in SubagentStatus)
+    not_a_status = f"status must be a status name or a list of them ({allowed}); got {status!r}"
+    items: Iterable[object]
+    if isinstance(status, str):
+        items = [status]
+    elif isinstance(status, Iterable):
+        items = list(status)
+    else:
+        raise TypeError(not_a_status)
+    wanted: set[SubagentStatus] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(not_a_status)
+        try:
+            wanted.add(SubagentStatus(item))
+        except ValueError:
+            raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None
+    return frozenset(wanted)

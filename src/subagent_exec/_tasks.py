@@ -28,8 +28,13 @@ class TaskSettings:
     cleanup_timeout_seconds: float
     #: Latch TIMED_OUT, cascade and interrupt (the runtime's deadline path).
     time_out: Callable[[RegisteredTask], None]
-    #: Give the task's slot back and start what can start.
+    #: Give the task's slot back and start what can start (under the lock).
     release: Callable[[RegisteredTask], None]
+    #: The task has just become terminal (under the lock): stop what it left
+    #: running; returns what to interrupt once the lock is released.
+    ended: Callable[[RegisteredTask], list[RegisteredTask]]
+    #: Interrupt these runs (outside the lock).
+    interrupt: Callable[[list[RegisteredTask]], None]
 
 
 class RegisteredTask(TaskTicket):
@@ -88,7 +93,10 @@ class RegisteredTask(TaskTicket):
         return self._holder.log_prefix
 
     def record_ai_message(self, record: dict[str, Any], message_id: str) -> bool:
-        return self._holder._add_ai_message(record, message_id)
+        # After a stop, only a grace period lets the call in flight deliver.
+        return self._holder._add_ai_message(
+            record, message_id, after_stop=self._settings.cancel_grace_seconds > 0
+        )
 
     def last_ai_text(self) -> str | None:
         return self._holder.last_ai_text()
@@ -141,12 +149,26 @@ class RegisteredTask(TaskTicket):
             and not holder.cancel_event.is_set()
         ):
             logger.info("%s failed: %s", holder.log_prefix, ending.error)
-        return holder._finish(
-            ending.status, result=ending.result, error=ending.error, stop_reason=ending.stop_reason
-        )
+        settings = self._settings
+        # One critical section: whoever is woken by the terminal status (and
+        # then reads stats() or submits again) finds the slot already free.
+        with settings.lock:
+            if not holder._finish(
+                ending.status,
+                result=ending.result,
+                error=ending.error,
+                stop_reason=ending.stop_reason,
+            ):
+                return False
+            settings.release(self)
+            orphans = settings.ended(self)
+        if orphans:
+            settings.interrupt(orphans)
+        return True
 
     def release(self) -> None:
-        self._settings.release(self)
+        with self._settings.lock:
+            self._settings.release(self)
 
     # -- the registry's own --------------------------------------------------------------
 

@@ -11,6 +11,16 @@ Interrupting: ``interrupt`` asks the run's own loop, via
 ``cancel_grace_seconds``; an interrupted run gets ``cleanup_timeout_seconds``
 for its ``finally:`` blocks before it is abandoned and its status written
 anyway. The deadline is a ``call_later`` timer on the run's loop.
+
+Abandoning: a run whose cleanup outlives its limit gets its status written
+(``CleanupTimeout``) and its loop is closed like ``asyncio.run`` closes one:
+what is still pending is cancelled once more and given a second to unwind.
+Tasks that swallow even that are kept, never destroyed (destroying them
+would print "Task was destroyed but it is pending" or "coroutine ignored
+GeneratorExit"), and counted in ``stats()["abandoned_runs"]``; the only trace
+is one warning naming the task. ``shutdown(wait=True, deadline=...)``
+abandons what is still unwinding at the deadline, so interpreter exit is
+bounded (``_exit.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +39,10 @@ from .._threads import AbandoningExecutor
 logger = logging.getLogger("subagent_exec")
 
 
+#: How long a finished run's leftover tasks get to unwind when its loop closes.
+LEFTOVER_SECONDS = 1.0
+
+
 @dataclass
 class _LoopRun:
     """The live parts of one run, set on its worker thread."""
@@ -37,6 +51,8 @@ class _LoopRun:
     inner: asyncio.Task[RunOutcome]
     abandon: asyncio.Future[Any]
     interrupted: bool = False  # touched only on the run's own loop
+    #: The run was abandoned (cleanup limit or shutdown deadline passed).
+    abandoned: bool = False
 
 
 class ThreadBackend:
@@ -52,6 +68,9 @@ class ThreadBackend:
         self._runs: dict[str, _LoopRun] = {}
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_total = 0
+        #: Tasks of abandoned runs, kept so that they are never destroyed.
+        self._abandoned_tasks: list[asyncio.Task[Any]] = []
+        self._abandoned_runs = 0
 
     def bind(self, settings: BackendSettings) -> None:
         if self._settings is not None:
@@ -84,11 +103,23 @@ class ThreadBackend:
         self._pool.shutdown(wait=False)
         if not wait:
             return True
-        for thread in list(getattr(self._pool, "_threads", ())):
+        threads = list(getattr(self._pool, "_threads", ()))
+        for thread in threads:
             thread.join(remaining(deadline))
-            if thread.is_alive():
-                return False
-        return True
+        if not any(thread.is_alive() for thread in threads):
+            return True
+        # The deadline passed with runs still unwinding: abandon them, so the
+        # worker threads are let go at once (their statuses are written).
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            try:
+                run.loop.call_soon_threadsafe(self._abandon_now, run)
+            except RuntimeError:
+                pass  # its loop already closed
+        for thread in threads:
+            thread.join(LEFTOVER_SECONDS)
+        return False
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -97,6 +128,7 @@ class ThreadBackend:
                 "worker_threads": len(getattr(self._pool, "_threads", ())),
                 "abandoned_threads": len(self._abandoned),
                 "abandoned_threads_total": self._abandoned_total,
+                "abandoned_runs": self._abandoned_runs,
             }
 
     # -- on the run's own loop ------------------------------------------------------
@@ -124,6 +156,12 @@ class ThreadBackend:
                 ticket.log_prefix,
                 ticket.cleanup_timeout_seconds,
             )
+            self._abandon_now(run)
+
+    @staticmethod
+    def _abandon_now(run: _LoopRun) -> None:
+        run.abandoned = True
+        if not run.abandon.done():
             run.abandon.set_result(None)
 
     def _on_deadline(self, ticket: TaskTicket, run: _LoopRun) -> None:
@@ -145,28 +183,30 @@ class ThreadBackend:
             )
             loop.set_default_executor(sync_calls)
             asyncio.set_event_loop(loop)  # for libraries that call get_event_loop()
+            run: _LoopRun | None = None
             try:
-                loop.run_until_complete(self._drive(ticket))
+                run = loop.run_until_complete(self._drive(ticket))
+                ending = _ending(run, ticket)
             except BaseException:  # never expected; the task must still end
                 logger.exception("%s driver crashed", ticket.log_prefix)
-                ticket.finish(
-                    RunEnding(SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed")
+                ending = RunEnding(
+                    SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed"
                 )
-            finally:
-                _close_loop(loop, ticket)
-                left = sync_calls.live_threads()
-                if left:
-                    logger.warning(
-                        "%s abandoned %d sync call(s) still running", ticket.log_prefix, len(left)
-                    )
+            # Counted before the terminal status is written, so whoever it wakes
+            # sees them in stats().
+            self._count_abandoned(ticket, sync_calls.live_threads())
+            ticket.finish(ending)  # terminal status and slot back, together
+            kept = self._close_loop(loop, run, ticket)
+            if kept:
                 with self._lock:
-                    self._abandoned.update(left)
-                    self._abandoned_total += len(left)
-                    self._runs.pop(ticket.task_id, None)
+                    self._abandoned_tasks.extend(kept)
+                    self._abandoned_runs += 1
         finally:
-            ticket.release()
+            with self._lock:
+                self._runs.pop(ticket.task_id, None)
+            ticket.release()  # a no-op after finish(); frees the slot otherwise
 
-    async def _drive(self, ticket: TaskTicket) -> None:
+    async def _drive(self, ticket: TaskTicket) -> _LoopRun:
         loop = asyncio.get_running_loop()
         inner = loop.create_task(ticket.run(ticket), context=ticket.context.copy())
         run = _LoopRun(loop=loop, inner=inner, abandon=loop.create_future())
@@ -180,28 +220,50 @@ class ThreadBackend:
             await asyncio.wait([inner, run.abandon], return_when=asyncio.FIRST_COMPLETED)
         finally:
             deadline.cancel()
-        if inner.done():
-            ticket.finish(RunEnding.of_task(inner, ticket))
-        else:
-            ticket.finish(RunEnding.cleanup_timeout())
+        return run
+
+    def _count_abandoned(self, ticket: TaskTicket, threads: list[threading.Thread]) -> None:
+        if not threads:
+            return
+        logger.warning(
+            "%s abandoned %d sync call(s) still running", ticket.log_prefix, len(threads)
+        )
+        with self._lock:
+            self._abandoned.update(threads)
+            self._abandoned_total += len(threads)
+
+    def _close_loop(
+        self, loop: asyncio.AbstractEventLoop, run: _LoopRun | None, ticket: TaskTicket
+    ) -> list[asyncio.Task[Any]]:
+        """Like asyncio.run's teardown, but bounded, without waiting for the
+        default executor (its sync calls are abandoned, see _threads.py), and
+        without destroying what was abandoned. Returns the tasks to keep."""
+        kept: list[asyncio.Task[Any]] = []
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if pending:
+                # As asyncio.run does; for an abandoned run this comes after
+                # its cleanup limit, so it never cuts a cleanup short.
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.wait(pending, timeout=LEFTOVER_SECONDS))
+                kept = [t for t in pending if not t.done()]  # they swallow cancels
+                for task in kept:
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # kept
+            if not kept and _has_unfinished_asyncgens(loop):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+        except Exception:
+            logger.exception("%s error while closing the sub-agent loop", ticket.log_prefix)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+        return kept
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop, ticket: TaskTicket) -> None:
-    """Like asyncio.run's teardown, but bounded and without waiting for the
-    default executor (its sync calls are abandoned, see _threads.py)."""
-    try:
-        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
-        if _has_unfinished_asyncgens(loop):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-    except Exception:
-        logger.exception("%s error while closing the sub-agent loop", ticket.log_prefix)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+def _ending(run: _LoopRun, ticket: TaskTicket) -> RunEnding:
+    if run.inner.done():
+        return RunEnding.of_task(run.inner, ticket)
+    return RunEnding.cleanup_timeout()
 
 
 def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
