@@ -1,7 +1,17 @@
-"""A plain-text live view of a runtime's task tree (no dependencies).
+"""What the demo's terminal view says about each task, and when it says it.
 
-On a terminal the view is redrawn in place; elsewhere (CI logs, pipes) only
-status changes are printed, one line each, so the output stays readable.
+Shared by both ways of showing a runtime's task tree:
+
+* on a terminal, with ``rich`` installed (the ``demo`` extra): a live tree,
+  redrawn in place (:mod:`subagent_exec._display_rich`);
+* piped, or without ``rich``: one self-explaining line per change (run label,
+  sub-agent, short id, status, and the reason or answer where useful), fed by
+  the runtime's events so no transition is missed between two redraws.
+
+Everything here reads the public API only (``runtime.get`` / ``list_tasks`` /
+``subscribe``, :class:`SubagentResult` fields, :class:`TaskEvent`). The words,
+short ids and colours are the run page's (``server/static``), so the terminal
+and the browser describe a run the same way.
 """
 
 from __future__ import annotations
@@ -10,114 +20,374 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, TextIO
 
-from ._result import SubagentResult
-from ._runtime import SubagentRuntime
-from ._status import SubagentStatus
+from . import SubagentResult, SubagentRuntime, SubagentStatus, TaskEvent
 
-_COLOURS = {
-    SubagentStatus.PENDING: "\033[90m",
-    SubagentStatus.RUNNING: "\033[36m",
-    SubagentStatus.COMPLETED: "\033[32m",
-    SubagentStatus.FAILED: "\033[31m",
-    SubagentStatus.CANCELLED: "\033[33m",
-    SubagentStatus.TIMED_OUT: "\033[35m",
+if TYPE_CHECKING:
+    from ._display_rich import RichLiveTree
+
+#: How many hex digits of a task id are shown: enough to tell tasks apart by eye.
+SHORT_ID_CHARS = 8
+#: The one line shown when ``rich`` is missing.
+RICH_HINT = (
+    "(plain output: install the demo extra for the live tree: pip install 'subagent-exec[demo]')"
+)
+
+#: Chip words, as on the run page (app.js LABELS).
+LABELS = {
+    "pending": "pending",
+    "running": "running",
+    "stopping": "stopping",
+    "completed": "completed",
+    "failed": "failed",
+    "timed_out": "timed out",
+    "cancelled": "cancelled",
 }
-_RESET = "\033[0m"
-_LONG_ID = re.compile(r"\b[0-9a-f]{32}\b")  # uuid4().hex task ids: 8 chars are enough to read
+#: Chip colours, (text, background), as on the run page (app.css ``.chip[data-status]``);
+#: a test reads app.css and compares. ``None``: the terminal's own background.
+STATUS_COLOURS: dict[str, tuple[str, str | None]] = {
+    "pending": ("#667085", None),
+    "running": ("#ffffff", "#1f6feb"),
+    "stopping": ("#57606a", None),
+    "completed": ("#ffffff", "#1a7f37"),
+    "failed": ("#ffffff", "#cf222e"),
+    "timed_out": ("#ffffff", "#9a6700"),
+    # Neutral on purpose: a stop the user asked for is not an error.
+    "cancelled": ("#57606a", "#eaeef2"),
+}
+
+# Engine task ids are uuid4().hex. "<id> (<name>)" is how the runtime's cascade
+# reasons name an ancestor; the name in brackets is dropped when we print it anyway.
+_TASK_ID = re.compile(r"\b([0-9a-f]{32})\b(?: \(([^()]*)\))?")
+_SPACES = re.compile(r"\s+")
+
+Lookup = Callable[[str], SubagentResult | None]
 
 
-def status_label(holder: SubagentResult) -> str:
+def short_id(task_id: str) -> str:
+    """The first hex digits of a task id, e.g. ``3f2a9c1b``."""
+    return task_id[:SHORT_ID_CHARS]
+
+
+def task_ref(name: str, task_id: str) -> str:
+    """How a task is named to a reader: ``researcher #3f2a9c1b``."""
+    return f"{name} #{short_id(task_id)}"
+
+
+def name_task_ids(text: str, lookup: Lookup) -> str:
+    """Replace 32-hex task ids in ``text`` by ``name #shortid`` (or ``#shortid``
+    for a task ``lookup`` does not know)."""
+
+    def replace(match: re.Match[str]) -> str:
+        task_id, bracketed = match.group(1), match.group(2)
+        holder = lookup(task_id)
+        if holder is None:
+            ref = f"#{short_id(task_id)}"
+            return ref if bracketed is None else f"{bracketed} {ref}"
+        ref = task_ref(holder.subagent_name, task_id)
+        if bracketed is not None and bracketed != holder.subagent_name:
+            ref += f" ({bracketed})"
+        return ref
+
+    return _TASK_ID.sub(replace, text)
+
+
+def excerpt(text: str | None, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    if not text:
+        return ""
+    flat = _SPACES.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: max(0, limit - 1)].rstrip() + "…"
+
+
+def status_key(holder: SubagentResult) -> str:
+    """``stopping`` while a stop unwinds, else the status value."""
     return "stopping" if holder.stopping else holder.status.value
 
 
-def elapsed(holder: SubagentResult) -> str:
+def format_elapsed(seconds: float | None) -> str:
+    """Elapsed time as the run page shows it: ``2.3 s``, ``1 m 05 s``."""
+    if seconds is None or seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} m {int(seconds % 60):02d} s"
+
+
+def clock(timestamp: float | datetime) -> str:
+    """Local wall-clock time, ``14:03:05``."""
+    moment = timestamp if isinstance(timestamp, datetime) else datetime.fromtimestamp(timestamp)
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def detail_of(holder: SubagentResult, lookup: Lookup) -> str:
+    """What to say next to a task: its answer, error or stop reason once it has
+    one, else what it was asked. Task ids in it are named."""
+    status = holder.status
+    if status is SubagentStatus.COMPLETED:
+        text = f"→ {holder.result}" if holder.result else ""
+    elif status in (SubagentStatus.FAILED, SubagentStatus.TIMED_OUT):
+        text = holder.error or holder.cancel_reason or ""
+    elif status is SubagentStatus.CANCELLED or holder.stopping:
+        text = holder.cancel_reason or ""
+    else:
+        text = holder.task
+    return name_task_ids(text, lookup)
+
+
+def _letters(index: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA (spreadsheet style)."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
+class RunLabels:
+    """Names runs ``run A``, ``run B``, ... in the order their root tasks are
+    first seen (creation order), and finds the run a task belongs to."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self._lookup = lookup
+        self._letters: dict[str, str] = {}
+        self._root_of: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def root_of(self, holder: SubagentResult) -> str:
+        """The id of the root task above ``holder`` (itself for a root). A
+        cleaned-up ancestor ends the walk: the topmost task still known counts."""
+        path: list[str] = []
+        current = holder
+        while True:
+            with self._lock:
+                root = self._root_of.get(current.task_id)
+            if root is not None:
+                break
+            path.append(current.task_id)
+            parent = self._lookup(current.parent_id) if current.parent_id else None
+            if parent is None:
+                root = current.task_id
+                break
+            current = parent
+        with self._lock:
+            for task_id in path:
+                self._root_of[task_id] = root
+        return root
+
+    def label(self, root_id: str) -> str:
+        with self._lock:
+            letter = self._letters.get(root_id)
+            if letter is None:
+                letter = self._letters[root_id] = _letters(len(self._letters))
+            return f"run {letter}"
+
+    def of(self, holder: SubagentResult) -> str:
+        """``run X`` for the run ``holder`` belongs to."""
+        return self.label(self.root_of(holder))
+
+
+def change_line(event: TaskEvent, holder: SubagentResult | None, runs: RunLabels,
+                lookup: Lookup) -> str | None:
+    """One self-explaining line for a task event, or None for events that do
+    not change what the task is doing (``ai_message``)."""
+    if event.kind == "ai_message":
+        return None
+    run = runs.of(holder) if holder is not None else "run ?"
+    who = task_ref(event.subagent_name, event.task_id)
+    stamp = datetime.fromtimestamp(event.timestamp).strftime("%H:%M:%S.%f")[:-3]
+    parts = [f"{stamp} {run}", who]
+    if event.kind == "created":
+        parts.append("pending")
+        task = excerpt(str(event.data.get("task", "")), 80)
+        if event.parent_id is None:
+            parts.append(f'new run: "{task}"')
+        else:
+            parent = lookup(event.parent_id)
+            asker = task_ref(parent.subagent_name, event.parent_id) if parent else "?"
+            parts.append(f'asked by {asker}: "{task}"')
+    elif event.kind == "started":
+        parts.append("running")
+    elif event.kind == "cancel_requested":
+        reason = name_task_ids(str(event.data.get("reason", "")), lookup)
+        word = "stopping (deadline)" if event.data.get("as") == "timed_out" else "stopping"
+        parts.append(f"{word}: {excerpt(reason, 120)}")
+    elif event.is_terminal:
+        parts.append(_terminal_words(event.kind, holder, lookup))
+    else:  # an event kind this view does not know yet: still say something true
+        parts.append(LABELS.get(event.status, event.status))
+    return " · ".join(parts)
+
+
+def _terminal_words(kind: str, holder: SubagentResult | None, lookup: Lookup) -> str:
+    words = LABELS.get(kind, kind)
+    if holder is None:
+        return words
     seconds = holder.duration_seconds
-    return "   -  " if seconds is None else f"{seconds:5.2f}s"
+    words += f" after {format_elapsed(seconds)}" if seconds is not None else " before it started"
+    if kind == "completed":
+        return f'{words}: "{excerpt(holder.result, 100)}"' if holder.result else words
+    why = holder.error if kind in ("failed", "timed_out") else holder.cancel_reason
+    return f"{words}: {excerpt(name_task_ids(why, lookup), 120)}" if why else words
 
 
-def tree_lines(tasks: Iterable[SubagentResult], *, colour: bool = False) -> list[str]:
-    """One line per task, children indented under their parent."""
+def tree_lines(tasks: Iterable[SubagentResult], lookup: Lookup,
+               runs: RunLabels | None = None) -> list[str]:
+    """The tree as plain text (no colours): a header per run, then one line
+    per task, children indented under their parent."""
     tasks = list(tasks)
+    runs = runs or RunLabels(lookup)
     known = {t.task_id for t in tasks}
     children: dict[str | None, list[SubagentResult]] = {}
     for t in tasks:
-        parent = t.parent_id if t.parent_id in known else None
-        children.setdefault(parent, []).append(t)
+        children.setdefault(t.parent_id if t.parent_id in known else None, []).append(t)
     lines: list[str] = []
 
-    def walk(parent: str | None, prefix: str) -> None:
+    def walk(parent: str, prefix: str) -> None:
         kids = children.get(parent, [])
         for i, t in enumerate(kids):
             last = i == len(kids) - 1
-            branch = "" if parent is None else ("└─ " if last else "├─ ")
-            label = f"{status_label(t):<9}"
-            if colour:
-                label = f"{_COLOURS[t.status]}{label}{_RESET}"
-            detail = t.cancel_reason or t.error or ""
-            if t.status is SubagentStatus.COMPLETED and t.result:
-                detail = t.result
-            detail = _LONG_ID.sub(lambda m: m.group(0)[:8], detail.replace("\n", " "))
-            if len(detail) > 64:
-                detail = detail[:61] + "..."
-            name = f"{prefix}{branch}{t.subagent_name}"
-            lines.append(f"{name:<34} {label} {elapsed(t)}  {detail}")
-            walk(t.task_id, prefix + ("" if parent is None else ("   " if last else "│  ")))
+            lines.append(prefix + ("└─ " if last else "├─ ") + _task_line(t, lookup))
+            walk(t.task_id, prefix + ("   " if last else "│  "))
 
-    walk(None, "")
+    for root in children.get(None, []):
+        lines.append(run_header(root, runs))
+        lines.append("└─ " + _task_line(root, lookup))
+        walk(root.task_id, "   ")
     return lines
 
 
+def run_header(root: SubagentResult, runs: RunLabels) -> str:
+    """``run A: <prompt excerpt> · started 14:03:05``."""
+    started = clock(root.started_at or root.created_at)
+    return f"{runs.label(root.task_id)}: {excerpt(root.task, 70)} · started {started}"
+
+
+def _task_line(t: SubagentResult, lookup: Lookup) -> str:
+    label = LABELS[status_key(t)]
+    elapsed = format_elapsed(t.duration_seconds)
+    return (
+        f"{task_ref(t.subagent_name, t.task_id)}  {label} {elapsed}  "
+        f"{excerpt(detail_of(t, lookup), 72)}"
+    ).rstrip()
+
+
+def rich_available() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class LiveTree:
-    """Redraws the task tree of a runtime until stopped (a context manager)."""
+    """Shows a runtime's tasks while the ``with`` block runs.
+
+    On a terminal with ``rich`` installed: a live tree, redrawn every
+    ``interval`` seconds. Otherwise: one line per change, printed as the
+    runtime's events arrive (and a one-line hint when ``rich`` is missing).
+    ``force_terminal`` overrides the terminal detection (tests).
+    """
 
     def __init__(
-        self, runtime: SubagentRuntime, out: TextIO | None = None, interval: float = 0.1
+        self,
+        runtime: SubagentRuntime,
+        out: TextIO | None = None,
+        interval: float = 0.1,
+        *,
+        use_rich: bool | None = None,
+        force_terminal: bool | None = None,
+        width: int | None = None,
     ) -> None:
+        if not isinstance(runtime, SubagentRuntime):
+            raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            raise ValueError(f"interval must be a number of seconds > 0, got {interval!r}")
         self._runtime = runtime
         self._out = out or sys.stdout
         self._interval = interval
-        self._tty = self._out.isatty()
+        self.has_rich = rich_available() if use_rich is None else use_rich
+        terminal = self._out.isatty() if force_terminal is None else force_terminal
+        self.runs = RunLabels(runtime.get)
+        self._rich_live: RichLiveTree | None = None
+        if self.has_rich and terminal:
+            from ._display_rich import RichLiveTree
+
+            self._rich_live = RichLiveTree(
+                runtime, self.runs, self._out, force_terminal=terminal, width=width
+            )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="live-tree", daemon=True)
-        self._drawn = 0
-        self._last: dict[str, str] = {}
+        self._write_lock = threading.Lock()
+        self._printed_seq = 0
+        self._printed = threading.Condition(self._write_lock)
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def redraws_in_place(self) -> bool:
-        """True on a terminal; elsewhere only status changes are printed."""
-        return self._tty
+        """True when the live tree is shown; False when lines are printed."""
+        return self._rich_live is not None
 
     def __enter__(self) -> LiveTree:
-        self._thread.start()
+        if self._rich_live is not None:
+            self._rich_live.start()
+            self._thread.start()
+        else:
+            if not self.has_rich:
+                self._write(RICH_HINT)
+            self._unsubscribe = self._runtime.subscribe(self._on_event)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.draw()
+        if self._rich_live is not None:
+            self._stop.set()
+            self._thread.join()
+            self._rich_live.stop()  # draws the final tree, which stays on screen
+            return
+        # Every event published so far is printed before the caller goes on,
+        # so the lines come before whatever it prints next.
+        target = self._runtime.last_event_seq
+        with self._printed:
+            self._printed.wait_for(lambda: self._printed_seq >= target, timeout=5.0)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
 
-    def draw(self) -> None:
-        tasks = self._runtime.list_tasks()
-        if self._tty:
-            lines = tree_lines(tasks, colour=True)
-            if self._drawn:
-                self._out.write(f"\033[{self._drawn}F\033[J")
-            self._out.write("\n".join(lines) + "\n")
-            self._drawn = len(lines)
+    def final_tree(self) -> list[str]:
+        """The tree now, as plain lines (what a pipe gets at the end)."""
+        return tree_lines(self._runtime.list_tasks(), self._runtime.get, self.runs)
+
+    def print_final_tree(self, title: str) -> None:
+        """Print ``title`` and the tree: with rich (no colours on a pipe) or plain."""
+        if self.has_rich:
+            from ._display_rich import print_tree
+
+            print_tree(self._runtime, self.runs, self._out, title)
         else:
-            for t in tasks:
-                label = status_label(t)
-                if self._last.get(t.task_id) != label:
-                    self._last[t.task_id] = label
-                    self._out.write(
-                        f"{time.strftime('%H:%M:%S')} {t.subagent_name:<14} {label:<9} "
-                        f"{elapsed(t)}\n"
-                    )
-        self._out.flush()
+            self._write(title)
+            for line in self.final_tree():
+                self._write("  " + line)
+
+    def _on_event(self, event: TaskEvent) -> None:
+        holder = self._runtime.get(event.task_id)
+        line = change_line(event, holder, self.runs, self._runtime.get)
+        with self._printed:
+            if line is not None:
+                self._out.write(line + "\n")
+                self._out.flush()
+            self._printed_seq = max(self._printed_seq, event.seq)
+            self._printed.notify_all()
+
+    def _write(self, line: str) -> None:
+        with self._write_lock:
+            self._out.write(line + "\n")
+            self._out.flush()
 
     def _loop(self) -> None:
+        assert self._rich_live is not None
         while not self._stop.wait(self._interval):
-            self.draw()
+            self._rich_live.refresh()
+
