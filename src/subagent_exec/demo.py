@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{root_a.status.value}"
             )
         print(
-            f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, the last one "
-            f"{stop_tree_latency * 1000:.1f} ms after the request"
+            f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, "
+            f"the last one {stop_tree_latency * 1000:.1f} ms after the request"
         )
         print(f"Wall time: {total:.2f} s for two runs of {len(runtime.list_tasks())} tasks")
         if root_a.result:
