@@ -147,6 +147,26 @@ def test_task_detail_shows_tree_timings_and_owner(live: LiveServer, user: str) -
     assert ended["completed_at"] is not None and ended["duration_seconds"] > 0
 
 
+def test_task_detail_has_the_ai_messages_the_list_leaves_out(
+    live: LiveServer, user: str
+) -> None:
+    client = live.client(user)
+    root = start_run(client)
+    wait_for(lambda: client.get(f"/tasks/{root}").json()["ai_messages"], "a first AI message")
+    wait_for(
+        lambda: client.get(f"/tasks/{root}").json()["status"] == "completed", "the run ends", 30
+    )
+    detail = client.get(f"/tasks/{root}").json()
+    messages = detail["ai_messages"]
+    assert len(messages) == detail["ai_message_count"] == 3
+    delegated = [c["args"]["subagent_type"] for m in messages for c in m["tool_calls"]]
+    assert delegated == ["researcher", "researcher", "writer"]
+    assert messages[-1]["text"] == detail["result"] and messages[-1]["id"]
+    listed = client.get("/tasks", params={"root": "true"}).json()["tasks"]
+    assert [t["ai_message_count"] for t in listed] == [3]
+    assert "ai_messages" not in listed[0], "the list stays small: counts only"
+
+
 def test_list_filters_status_parent_and_root(live: LiveServer, user: str) -> None:
     client = live.client(user)
     first = start_run(client)

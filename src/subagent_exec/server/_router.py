@@ -156,8 +156,13 @@ def create_router(
 
     @router.get("/tasks/{task_id}", name="subagent_exec_get_task")
     async def get_task(task_id: str, owner: Owner) -> dict[str, Any]:
-        """One task: status, timings, parent and children, reason, error, result."""
-        return task_json(lookup(task_id, owner), owner)
+        """One task: status, timings, parent and children, reason, error, result,
+        and its AI messages so far (the list leaves those out: they can be long)."""
+        holder = lookup(task_id, owner)
+        data = task_json(holder, owner)
+        # A copy taken now: the run may append while the response is encoded.
+        data["ai_messages"] = list(holder.ai_messages)
+        return data
 
     @router.post("/tasks/{task_id}/stop", status_code=202, name="subagent_exec_stop_task")
     async def stop_task(
