@@ -550,3 +550,8 @@ def test_page_texts_in_full_ai_messages_live_and_clearing_finished_runs(
     assert messages()[2].text.endswith(server_messages[2]["text"].split("\n")[-1])
     assert_readable(browser)
     screenshot(browser, "page-6-restored.png")
+    errors = [
+        entry["message"] for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
+    assert errors == [], "the page ran without a script error"

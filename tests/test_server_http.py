@@ -3,6 +3,7 @@ streams (resume, end, disconnect), ownership and bad input."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -283,7 +284,15 @@ def test_dependency_override_of_current_owner_in_a_prefixed_mount(
         page = carol.get("/agents/")
         assert page.status_code == 200
         assert '<meta name="subagent-exec-base" content="/agents/">' in page.text
-        assert carol.get("/agents/ui-assets/app.js").status_code == 200
+        app_js = carol.get("/agents/ui-assets/app.js")
+        assert app_js.status_code == 200
+        # The page's modules import each other by relative path: each is served.
+        imported = set(re.findall(r'from "\./([a-z]+\.js)"', app_js.text))
+        assert imported == {"model.js", "view.js"}
+        for name in imported:
+            module = carol.get(f"/agents/ui-assets/{name}")
+            assert module.status_code == 200, name
+            assert module.headers["content-type"].startswith("text/javascript")
         assert carol.post(f"/agents/tasks/{root}/stop").status_code == 202
         wait_for(
             lambda: carol.get(f"/agents/tasks/{root}").json()["status"] in TERMINAL, "run ends"

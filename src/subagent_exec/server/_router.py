@@ -35,7 +35,12 @@ logger = logging.getLogger("subagent_exec.server")
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_REASON_CHARS = 1000
 MAX_PROMPT_CHARS = 8000
-_STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+_STATIC_FILES = {
+    "app.js": "text/javascript",
+    "model.js": "text/javascript",
+    "view.js": "text/javascript",
+    "app.css": "text/css",
+}
 
 
 async def current_owner() -> str | None:
