@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Callable
 from importlib import resources
 
@@ -224,6 +225,16 @@ def test_piped_view_prints_one_self_explaining_line_per_change(rt: SubagentRunti
         and f"ancestor lead-agent #{short_id(root_b.task_id)} was cancelled: the user" in text
     )
     assert not re.search(r"[0-9a-f]{32}", text)
+
+
+def test_piped_view_on_a_busy_runtime_ends_without_waiting(rt: SubagentRuntime) -> None:
+    run_two(rt)  # events published before the view subscribed
+    out = io.StringIO()
+    started = time.perf_counter()
+    with LiveTree(rt, out, use_rich=True):
+        pass
+    assert time.perf_counter() - started < 1.0, "nothing to wait for"
+    assert out.getvalue() == ""
 
 
 def test_terminal_view_redraws_a_rich_tree(

@@ -339,6 +339,10 @@ class LiveTree:
             if not self.has_rich:
                 self._write(RICH_HINT)
             self._unsubscribe = self._runtime.subscribe(self._on_event)
+            # Every event newer than this is delivered to us (it was published
+            # after we subscribed): __exit__ can wait for those without guessing.
+            with self._printed:
+                self._printed_seq = max(self._printed_seq, self._runtime.last_event_seq)
         return self
 
     def __exit__(self, *exc: object) -> None:
