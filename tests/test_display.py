@@ -18,6 +18,7 @@ from subagent_exec._display import (
     STATUS_COLOURS,
     LiveTree,
     RunLabels,
+    detail_of,
     excerpt,
     format_elapsed,
     name_task_ids,
@@ -62,6 +63,15 @@ def test_task_ids_in_text_become_name_and_short_id() -> None:
     # Only whole 32-hex words are ids.
     assert name_task_ids("x" + "a" * 32, known.get) == "x" + "a" * 32
     assert short_id("0123456789abcdef" * 2) == "01234567"
+
+
+def test_unfinished_tasks_show_their_prompt_but_a_run_root_does_not_repeat_its_label() -> None:
+    root = holder("a" * 32, "lead-agent", task="Compare two things.")
+    child = holder("c" * 32, "researcher", parent_id=root.task_id, task=f"Ask {'a' * 32}")
+    known = {h.task_id: h for h in (root, child)}
+    assert detail_of(root, known.get) == ""
+    assert detail_of(child, known.get) == "Ask lead-agent #aaaaaaaa"
+    assert tree_lines([root, child], known.get)[0].startswith("run A: Compare two things.")
 
 
 def test_excerpt_and_elapsed_read_like_the_page() -> None:

@@ -124,7 +124,8 @@ def clock(timestamp: float | datetime) -> str:
 
 def detail_of(holder: SubagentResult, lookup: Lookup) -> str:
     """What to say next to a task: its answer, error or stop reason once it has
-    one, else what it was asked. Task ids in it are named."""
+    one, else what it was asked (not for a run's root: its prompt is the run's
+    label). Task ids in it are named."""
     status = holder.status
     if status is SubagentStatus.COMPLETED:
         text = f"→ {holder.result}" if holder.result else ""
@@ -133,7 +134,7 @@ def detail_of(holder: SubagentResult, lookup: Lookup) -> str:
     elif status is SubagentStatus.CANCELLED or holder.stopping:
         text = holder.cancel_reason or ""
     else:
-        text = holder.task
+        text = holder.task if holder.parent_id is not None else ""
     return name_task_ids(text, lookup)
 
 
