@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test lint typecheck architecture unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3 ..."; exit 1; }
@@ -23,10 +23,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy src/
 
+# No import cycles and the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+architecture: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+
 unit: $(STAMP)
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+test: lint typecheck architecture unit
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

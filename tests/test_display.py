@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 
 from subagent_exec import SubagentConfig, SubagentExecutor, SubagentResult, SubagentRuntime
-from subagent_exec._display import (
-    RICH_HINT,
+from subagent_exec._display import RICH_HINT, LiveTree
+from subagent_exec._display_rich import BASIC_COLOURS, render_runs
+from subagent_exec._display_text import (
     STATUS_COLOURS,
-    LiveTree,
     RunLabels,
     detail_of,
     excerpt,
@@ -25,7 +25,6 @@ from subagent_exec._display import (
     short_id,
     tree_lines,
 )
-from subagent_exec._display_rich import BASIC_COLOURS, render_runs
 from subagent_exec.demo_agents import build_demo_lead_agent
 
 from .helpers import wait_until
@@ -286,5 +285,7 @@ def test_without_rich_lines_and_a_plain_tree_with_a_hint(rt: SubagentRuntime) ->
 def test_live_tree_checks_its_arguments(rt: SubagentRuntime) -> None:
     with pytest.raises(TypeError, match="runtime must be a SubagentRuntime"):
         LiveTree("runtime")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="interval must be a number of seconds > 0"):
+    with pytest.raises(ValueError, match=r"LiveTree.interval must be a number > 0, got 0"):
         LiveTree(rt, interval=0)
+    with pytest.raises(TypeError, match=r"LiveTree.interval must be a number > 0, got '1'"):
+        LiveTree(rt, interval="1")  # type: ignore[arg-type]

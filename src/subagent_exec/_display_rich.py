@@ -5,7 +5,8 @@ line per task: a status chip in the run page's colours, the sub-agent's name
 and short id, the elapsed time, and its answer, error or stop reason (or, while
 it works, what it was asked). Lines are cut with an ellipsis to the terminal's
 width, so the tree never wraps into an unreadable block while it is redrawn.
-Only imported when ``rich`` is installed (see :mod:`subagent_exec._display`).
+Only imported when ``rich`` is installed (see :mod:`subagent_exec._display`);
+the words are :mod:`subagent_exec._display_text`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from rich.style import Style
 from rich.text import Text
 from rich.tree import Tree
 
-from . import SubagentResult, SubagentRuntime
-from ._display import (
+from ._display_text import (
     LABELS,
     STATUS_COLOURS,
     Lookup,
@@ -32,6 +32,8 @@ from ._display import (
     short_id,
     status_key,
 )
+from ._result import SubagentResult
+from ._runtime import SubagentRuntime
 
 #: Chips are padded to one width, so names line up under each other.
 CHIP_WIDTH = max(len(word) for word in LABELS.values()) + 2

@@ -11,6 +11,9 @@ runtime's single lock. The rules they enforce:
   have run), except for a PENDING task, which is stopped at once.
 * The first terminal write wins; a later completion, failure or stop is
   ignored, and ``completed_at`` is set together with the status.
+
+Who may call the transitions: the runtime's registry (which owns holders) and
+the task ticket it hands to a backend (``_contract.TaskTicket``); nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ._events import TaskEvent
 from ._status import SubagentStatus
 
 #: Called under the lock with (event kind, holder, data) after each transition.
@@ -82,6 +86,10 @@ class SubagentResult:
         self._lock = lock if lock is not None else threading.RLock()
         self._on_event = on_event
         self._ai_message_ids: set[str] = set()
+        # Invariant: every event published for this task, in seq order; appended
+        # under the lock by the registry, so a waiter that reads it and starts
+        # watching under the same lock sees each event exactly once.
+        self._history: list[TaskEvent] = []
 
     # -- reading ---------------------------------------------------------------
 
@@ -105,6 +113,21 @@ class SubagentResult:
             return None
         end = self.completed_at or _now()
         return (end - self.started_at).total_seconds()
+
+    @property
+    def log_prefix(self) -> str:
+        """``[task=<id> trace=<id>]``: how every log line about this task starts."""
+        return f"[task={self.task_id} trace={self.trace_id}]"
+
+    def last_ai_text(self) -> str | None:
+        """The text of the last AI message recorded so far, if any has text."""
+        with self._lock:
+            messages = list(self.ai_messages)
+        for message in reversed(messages):
+            text = message.get("text")
+            if text:
+                return str(text)
+        return None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the status is terminal; False if ``timeout`` ran out first."""
@@ -206,6 +229,15 @@ class SubagentResult:
             self._done.set()
             self._on_event(final.value, self, {})
             return True
+
+    def _record_event(self, event: TaskEvent) -> None:
+        """Keep ``event`` in this task's history (the registry calls it under the lock)."""
+        self._history.append(event)
+
+    def _events_so_far(self) -> list[TaskEvent]:
+        """This task's events up to now (call under the lock to pair with a watch)."""
+        with self._lock:
+            return list(self._history)
 
     def _add_ai_message(self, message: dict[str, Any], message_id: str) -> bool:
         """Record an AI message once (by id). False for a duplicate or after the end."""

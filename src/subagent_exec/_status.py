@@ -1,14 +1,15 @@
-"""The status of a sub-agent task and the rules for moving between statuses.
+"""The statuses of a sub-agent task.
 
 A task moves PENDING -> RUNNING -> exactly one terminal status. A PENDING task
 may also go straight to CANCELLED (stopped before it started). The transitions
-themselves are performed by :class:`~subagent_exec.SubagentResult` under the
-runtime lock; this module only names the statuses and the allowed edges.
+themselves, and the rules that guard them, live in
+:class:`~subagent_exec.SubagentResult`; this module only names the statuses.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class SubagentStatus(enum.StrEnum):
@@ -36,11 +37,20 @@ _TERMINAL = frozenset(
     }
 )
 
-#: The only edges a task may take. Anything else is refused by the holder.
-ALLOWED_TRANSITIONS: dict[SubagentStatus, frozenset[SubagentStatus]] = {
-    SubagentStatus.PENDING: frozenset({SubagentStatus.RUNNING, *_TERMINAL}),
-    SubagentStatus.RUNNING: _TERMINAL,
-    **{status: frozenset() for status in _TERMINAL},
-}
-
 TERMINAL_STATUSES = _TERMINAL
+
+
+def status_filter(
+    status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
+) -> frozenset[SubagentStatus] | None:
+    """The statuses asked for (None: any); ``ValueError`` naming the allowed ones."""
+    if status is None:
+        return None
+    items: Iterable[SubagentStatus | str] = (
+        [status] if isinstance(status, SubagentStatus | str) else status
+    )
+    try:
+        return frozenset(SubagentStatus(s) for s in items)
+    except ValueError:
+        allowed = ", ".join(s.value for s in SubagentStatus)
+        raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None

@@ -17,8 +17,13 @@ import argparse
 import sys
 import time
 
-from . import SubagentConfig, SubagentExecutor, SubagentResult, SubagentRuntime, SubagentStatus
-from ._display import LiveTree, name_task_ids
+from ._config import SubagentConfig
+from ._display import LiveTree
+from ._display_text import name_task_ids
+from ._executor import SubagentExecutor
+from ._result import SubagentResult
+from ._runtime import SubagentRuntime
+from ._status import SubagentStatus
 from .demo_agents import build_demo_lead_agent
 
 QUESTIONS = (
