@@ -367,6 +367,9 @@ class OpenAICompatServer:
         host: Interface to bind.
     """
 
+    #: The request handler; tests/provider_servers.py adds other providers' wire formats.
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+
     def __init__(
         self,
         *,
@@ -397,7 +400,7 @@ class OpenAICompatServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        httpd = _HTTPServer((self._host, 0), _Handler)
+        httpd = _HTTPServer((self._host, 0), self.handler_class)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(
