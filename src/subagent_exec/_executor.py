@@ -25,7 +25,9 @@ class SubagentExecutor:
     config's allow-list and ``disallowed_tools``); ``parent_model`` is used by
     ``model="inherit"``; ``runtime`` defaults to the process-wide runtime
     (looked up at call time, so ``configure()`` takes effect); ``callbacks``
-    are tracing handlers for every run (they come before a call's own).
+    are tracing handlers for every run (they come before a call's own);
+    ``middleware``: ``create_agent`` middleware added to a built-in
+    sub-agent (one built from ``model``; ignored with ``graph_factory``).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class SubagentExecutor:
         runtime: SubagentRuntime | None = None,
         *,
         callbacks: Sequence[Any] = (),
+        middleware: Sequence[Any] = (),
     ) -> None:
         if not isinstance(config, SubagentConfig):
             raise TypeError(f"config must be a SubagentConfig, got {type(config).__name__}")
@@ -53,6 +56,7 @@ class SubagentExecutor:
         self.trace_id = check_optional_text("SubagentExecutor", "trace_id", trace_id)
         self._runtime = runtime
         self._callbacks = tuple(callbacks)
+        self.middleware = tuple(middleware)
 
     @property
     def runtime(self) -> SubagentRuntime:
@@ -66,6 +70,8 @@ class SubagentExecutor:
         parent_id: str | None = None,
         owner: str | None = None,
         callbacks: Sequence[Any] | BaseCallbackManager = (),
+        thread_id: str | None = None,
+        background: bool = False,
     ) -> SubagentResult:
         """Start the sub-agent in the background and return its result holder.
 
@@ -74,20 +80,23 @@ class SubagentExecutor:
         ``parent_id`` defaults to the sub-agent this is called from (if any, on
         the same runtime), so nested calls build the tree by themselves.
         ``callbacks``: tracing handlers for this run (a callback manager keeps
-        its tracing parent).
+        its tracing parent). ``thread_id``: the lead agent's thread the task
+        belongs to (default: its parent's). ``background=True``: a root task
+        (never a child of the caller) that outlives whoever started it.
         """
         if not isinstance(task, str):
             raise TypeError(f"task must be a string describing the work, got {task!r}")
         if not task.strip():
             raise ValueError("task must be a non-empty string describing the work")
         runtime = self.runtime
-        if parent_id is None:
+        if parent_id is None and not background:
             parent_id = task_in_scope(runtime)
         run = SubagentRun(
             config=self.config,
             tools=tuple(self.tools),
             parent_model=self.parent_model,
             callbacks=merge_callbacks(self._callbacks, callbacks),
+            middleware=self.middleware,
         )
         return runtime.submit(
             subagent_name=self.config.name,
@@ -100,6 +109,8 @@ class SubagentExecutor:
             owner=owner,
             # Nothing of the caller's context crosses (see _context.py).
             context=contextvars.Context(),
+            thread_id=thread_id,
+            background=background,
         )
 
     def execute_async(

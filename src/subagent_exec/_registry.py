@@ -106,6 +106,16 @@ class Registry:
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
         ]
 
+    def stop_thread(self, thread_id: str, reason: str) -> list[RegisteredTask]:
+        """Latch CANCELLED on every unfinished task of a lead agent's thread and
+        on its subtree; returns those latched (a scan: threads are not indexed)."""
+        stopped: list[RegisteredTask] = []
+        for entry in [e for e in self._tasks.values() if e.holder.thread_id == thread_id]:
+            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
+                stopped.append(entry)
+            stopped += self.stop_descendants(entry, f"was cancelled: {reason}")
+        return stopped
+
     def finished(self, task_id: str) -> None:
         """``task_id`` reached its terminal status: retention may forget it now."""
         self.unfinished -= 1

@@ -69,6 +69,8 @@ class SubagentResult:
         lock: threading.RLock | None = None,
         on_event: EventHook = _no_event,
         owner: str | None = None,
+        thread_id: str | None = None,
+        background: bool = False,
     ) -> None:
         self.task_id = task_id
         self.trace_id = trace_id
@@ -77,6 +79,12 @@ class SubagentResult:
         self.task = task
         self.depth = depth
         self.owner = owner
+        #: The lead agent's conversation this task belongs to (its LangGraph
+        #: ``thread_id``, or the id of the lead's run); ``cancel_thread`` stops by it.
+        self.thread_id = thread_id
+        #: Started in the background (``start_task``): a root that outlives the
+        #: lead's run, reported to the lead when it ends (docs/background.md).
+        self.background = background
         self.children: list[str] = []
         self.created_at: datetime = _now()
         self.started_at: datetime | None = None
@@ -157,6 +165,8 @@ class SubagentResult:
                 "task": self.task,
                 "depth": self.depth,
                 "owner": self.owner,
+                "thread_id": self.thread_id,
+                "background": self.background,
                 "status": self._status.value,
                 "stopping": self.stopping,
                 "result": self.result,

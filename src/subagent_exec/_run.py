@@ -161,6 +161,9 @@ class SubagentRun:
     parent_model: ModelSpec | None = None
     #: Tracing handlers (a callback manager keeps its tracing parent).
     callbacks: Sequence[Any] | BaseCallbackManager = ()
+    #: ``create_agent`` middleware of a built-in sub-agent (e.g. the inbox
+    #: that brings a background task its follow-up messages).
+    middleware: tuple[Any, ...] = ()
 
     async def __call__(self, handle: RunHandle) -> RunOutcome:
         """Build the sub-agent inside this loop, stream it, and return its answer."""
@@ -174,7 +177,12 @@ class SubagentRun:
             from langchain.agents import create_agent
 
             model, close = resolve_model(config.model, self.parent_model, subagent=config.name)
-            graph = create_agent(model, tools=list(self.tools), system_prompt=config.system_prompt)
+            graph = create_agent(
+                model,
+                tools=list(self.tools),
+                system_prompt=config.system_prompt,
+                middleware=list(self.middleware),
+            )
         try:
             checkpoint.check()
             messages: list[Any] = []

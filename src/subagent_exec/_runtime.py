@@ -148,6 +148,17 @@ class SubagentRuntime:
         self._interrupt(to_interrupt)
         return True
 
+    def cancel_thread(self, thread_id: str, reason: str | None = None) -> int:
+        """Stop every unfinished task of a lead agent's thread, foreground and
+        background, each with its subtree; returns how many tasks it stopped."""
+        check_task_id("cancel_thread", "thread_id", thread_id)
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"cancel_thread.reason must be a string or None, got {reason!r}")
+        with self._lock:
+            stopped = self._tasks.stop_thread(thread_id, reason or f"thread {thread_id} stopped")
+        self._interrupt(stopped)
+        return len(stopped)
+
     def _take_orphans(self, entry: RegisteredTask) -> list[RegisteredTask]:
         """What ``entry``'s end stopped (latched in ``_on_holder_event``), to be
         interrupted by the thread that wrote the end, once it has left the lock."""
@@ -187,10 +198,15 @@ class SubagentRuntime:
         self,
         parent_id: str | None = None,
         status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
+        *,
+        thread_id: str | None = None,
     ) -> list[SubagentResult]:
-        """Registered tasks in creation order, optionally filtered."""
+        """Registered tasks in creation order, optionally filtered (``thread_id``:
+        only the tasks of that lead agent's thread, foreground and background)."""
         if parent_id is not None:
             check_task_id("list_tasks", "parent_id", parent_id)
+        if thread_id is not None:
+            check_task_id("list_tasks", "thread_id", thread_id)
         wanted = status_filter(status)
         with self._lock:
             self._tasks.forget_expired()
@@ -198,6 +214,7 @@ class SubagentRuntime:
                 e.holder
                 for e in self._tasks
                 if (parent_id is None or e.holder.parent_id == parent_id)
+                and (thread_id is None or e.holder.thread_id == thread_id)
                 and (wanted is None or e.holder.status in wanted)
             ]
 
@@ -339,12 +356,17 @@ class SubagentRuntime:
         trace_id: str | None = None,
         owner: str | None = None,
         context: contextvars.Context | None = None,
+        thread_id: str | None = None,
+        background: bool = False,
     ) -> SubagentResult:
         """Register a task and start it when a slot is free. Returns its holder.
 
         ``run`` is the coroutine function of the run (``SubagentExecutor``
         makes one from a config); ``context`` is what the run starts from
         (default: an empty context; the task's own scope is added).
+        ``thread_id``: the lead agent's thread the task belongs to (default:
+        its parent's). ``background``: a background task, always a root (no
+        ``parent_id``), so no ancestor's end or stop reaches it.
 
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
         ``CapacityError`` or ``RuntimeClosedError``; then nothing is registered.
@@ -356,6 +378,8 @@ class SubagentRuntime:
             timeout_seconds=timeout_seconds,
             ids={"task_id": task_id, "parent_id": parent_id, "trace_id": trace_id, "owner": owner},
             context=context,
+            thread_id=thread_id,
+            background=background,
         )
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
@@ -403,6 +427,8 @@ class SubagentRuntime:
                     lock=self._lock,
                     on_event=self._on_holder_event,
                     owner=owner if owner is not None else (parent.holder.owner if parent else None),
+                    thread_id=thread_id or (parent.holder.thread_id if parent else None),
+                    background=background,
                 ),
                 parent,
                 run=run,
@@ -412,7 +438,8 @@ class SubagentRuntime:
                 settings=self._task_settings,
             )
             holder = entry.holder
-            self._publish_locked("created", holder, {"task": task, "depth": depth})
+            created = {"task": task, "depth": depth, "thread_id": holder.thread_id}
+            self._publish_locked("created", holder, {**created, "background": background})
             if parent is not None and (
                 parent.holder.is_terminal or parent.holder.cancel_event.is_set()
             ):

@@ -193,6 +193,8 @@ def check_submission(
     timeout_seconds: object,
     ids: dict[str, object],
     context: object,
+    thread_id: object = None,
+    background: object = False,
 ) -> None:
     """The arguments of ``SubagentRuntime.submit``: TypeError / ValueError naming the bad one."""
     check_text("submit", "subagent_name", subagent_name)
@@ -203,3 +205,11 @@ def check_submission(
         check_optional_text("submit", name, value)
     if context is not None and not isinstance(context, Context):
         raise TypeError(f"submit.context must be a contextvars.Context, got {context!r}")
+    check_optional_text("submit", "thread_id", thread_id)
+    if not isinstance(background, bool):
+        raise TypeError(f"submit.background must be a bool, got {background!r}")
+    if background and ids.get("parent_id") is not None:
+        raise ValueError(
+            "submit.parent_id must be None for a background task: background tasks are "
+            "roots, so no ancestor's end or stop reaches them"
+        )
