@@ -8,6 +8,7 @@ cascades down the whole tree.
 
 from typing import TYPE_CHECKING, Any
 
+from ._background import make_background_tools
 from ._config import SubagentConfig
 from ._context import get_current_task_id
 from ._contract import (
@@ -93,6 +94,7 @@ __all__ = [
     "get_current_task_id",
     "get_default_runtime",
     "list_background_tasks",
+    "make_background_tools",
     "make_task_tool",
     "register_model_binder",
     "request_cancel_background_task",

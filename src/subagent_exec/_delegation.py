@@ -65,6 +65,8 @@ class Delegation:
             "description": self.description,
             "trace_id": self.holder.trace_id,
             "timestamp": time.time(),
+            "background": False,
+            "thread_id": self.holder.thread_id,
             **data,
         }
 

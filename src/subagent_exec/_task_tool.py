@@ -42,10 +42,12 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from ._checks import check_callable, check_text
 from ._config import INHERIT, SubagentConfig, check_configs
+from ._context import task_in_scope
 from ._delegation import Delegation
 from ._errors import SubagentError
 from ._executor import SubagentExecutor
 from ._lead_model import LeadModels
+from ._lead_thread import lead_scope
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
 from ._tracing import child_callbacks
@@ -189,10 +191,17 @@ class TaskTool(BaseTool):
                 "(it sees nothing of this conversation)",
             )
         runtime = executor.runtime
+        # A top-level call belongs to the lead's thread (cancel_thread stops it);
+        # a nested one inherits its parent's.
+        scope = lead_scope(runtime) if task_in_scope(runtime) is None else None
         try:
             # The holder itself, not its id: with a small retain_max a child that
             # ends at once could be evicted before a lookup by id.
-            holder = executor.start(prompt, callbacks=tracing or ())
+            holder = executor.start(
+                prompt,
+                callbacks=tracing or (),
+                thread_id=scope.thread_id if scope is not None else None,
+            )
         except (SubagentError, ValueError) as exc:  # depth, capacity, closed runtime
             return self._rejected(
                 tool_call_id, subagent_type, f"could not start sub-agent {subagent_type!r}: {exc}"
