@@ -42,6 +42,16 @@ def test_demo_runs_offline_and_stops_what_it_says() -> None:
     assert stop_b.group(1) == stop_b.group(2) and int(stop_b.group(2)) >= 2
     assert "the user stopped this researcher" in out
     assert not re.search(r"[0-9a-f]{32}", out), "tasks are named by name and short id"
+    # One background task next to the runs: run A's news scout, shown with run A.
+    assert re.search(
+        r'run A · news-scout #\w{8} · pending · started in the background: "Find the latest', out
+    ), out
+    assert re.search(r"run A · news-scout #\w{8} · completed after [\d.]+ s", out), out
+    assert re.search(r"news-scout #\w{8} background .*completed|completed .*news-scout #\w{8} "
+                     r"background", final), final
+    assert re.search(r"Background task of run A: news-scout #\w{8} completed; its findings "
+                     r"were pushed", out), out
+    assert "Latest news: Two announcements this week" in out
 
 
 def test_demo_without_rich_prints_plain_lines_and_a_hint() -> None:
@@ -56,4 +66,5 @@ def test_demo_without_rich_prints_plain_lines_and_a_hint() -> None:
     final = out[out.index("Final statuses"):]
     assert re.search(r"^  run A: Compare solid-state .* · started \d\d:\d\d:\d\d$", final, re.M)
     assert re.search(r"^  └─ lead-agent #\w{8}  completed ", final, re.M), final
+    assert re.search(r"^     ├─ news-scout #\w{8} \(background\)  completed ", final, re.M), final
     assert "Stop of run B:" in out

@@ -27,6 +27,7 @@ from ._display_text import (
     RunLabels,
     clock,
     detail_of,
+    display_parent,
     excerpt,
     format_elapsed,
     short_id,
@@ -64,6 +65,8 @@ def task_label(holder: SubagentResult, lookup: Lookup, *, basic: bool = False) -
     line.append(" ")
     line.append(holder.subagent_name, style="bold")
     line.append(f" #{short_id(holder.task_id)}", style="dim")
+    if holder.background:
+        line.append(" background", style="magenta")
     elapsed = format_elapsed(holder.duration_seconds)
     if elapsed:
         line.append(f"  {elapsed}", style="cyan")
@@ -91,7 +94,7 @@ def render_runs(
     known = {t.task_id for t in tasks}
     children: dict[str | None, list[SubagentResult]] = {}
     for t in tasks:
-        children.setdefault(t.parent_id if t.parent_id in known else None, []).append(t)
+        children.setdefault(display_parent(t, known), []).append(t)
 
     def grow(node: Tree, parent: SubagentResult) -> None:
         for child in children.get(parent.task_id, []):

@@ -123,6 +123,24 @@ def detail_of(holder: SubagentResult, lookup: Lookup) -> str:
     return name_task_ids(text, lookup)
 
 
+def background_owner(holder: SubagentResult) -> str | None:
+    """For a background task, the task whose run it belongs to: a lead that
+    runs as a task is its own thread, so the thread id names it (the task may
+    not exist: a lead outside the runtime has a thread of its own)."""
+    if holder.background and holder.thread_id and holder.thread_id != holder.task_id:
+        return holder.thread_id
+    return None
+
+
+def display_parent(holder: SubagentResult, known: set[str]) -> str | None:
+    """Where a task is drawn: under its parent, a background task under the
+    lead that started it, else as a run of its own (None)."""
+    if holder.parent_id in known:
+        return holder.parent_id
+    owner = background_owner(holder)
+    return owner if owner in known else None
+
+
 def _letters(index: int) -> str:
     """0 -> A, 25 -> Z, 26 -> AA (spreadsheet style)."""
     name = ""
@@ -154,7 +172,8 @@ class RunLabels:
             if root is not None:
                 break
             path.append(current.task_id)
-            parent = self._lookup(current.parent_id) if current.parent_id else None
+            above = current.parent_id or background_owner(current)
+            parent = self._lookup(above) if above else None
             if parent is None:
                 root = current.task_id
                 break
@@ -189,7 +208,9 @@ def change_line(event: TaskEvent, holder: SubagentResult | None, runs: RunLabels
     if event.kind == "created":
         parts.append("pending")
         task = excerpt(str(event.data.get("task", "")), 80)
-        if event.parent_id is None:
+        if event.data.get("background"):
+            parts.append(f'started in the background: "{task}"')
+        elif event.parent_id is None:
             parts.append(f'new run: "{task}"')
         else:
             parent = lookup(event.parent_id)
@@ -229,7 +250,7 @@ def tree_lines(tasks: Iterable[SubagentResult], lookup: Lookup,
     known = {t.task_id for t in tasks}
     children: dict[str | None, list[SubagentResult]] = {}
     for t in tasks:
-        children.setdefault(t.parent_id if t.parent_id in known else None, []).append(t)
+        children.setdefault(display_parent(t, known), []).append(t)
     lines: list[str] = []
 
     def walk(parent: str, prefix: str) -> None:
@@ -255,7 +276,8 @@ def run_header(root: SubagentResult, runs: RunLabels) -> str:
 def _task_line(t: SubagentResult, lookup: Lookup) -> str:
     label = LABELS[status_key(t)]
     elapsed = format_elapsed(t.duration_seconds)
+    kind = " (background)" if t.background else ""
     return (
-        f"{task_ref(t.subagent_name, t.task_id)}  {label} {elapsed}  "
+        f"{task_ref(t.subagent_name, t.task_id)}{kind}  {label} {elapsed}  "
         f"{excerpt(detail_of(t, lookup), 72)}"
     ).rstrip()

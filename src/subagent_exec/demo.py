@@ -4,11 +4,13 @@ Two runs of the bundled lead agent (:mod:`subagent_exec.demo_agents`) share
 one runtime. Each lead delegates through its ``task`` tool to two
 researchers in parallel, each researcher to a fact-checker, then to a
 writer: every sub-agent on its own event loop, scripted fake models whose
-calls really await (no API key, no network). The tree is shown live with
-statuses and elapsed times. Mid-way the "user" stops one researcher of the
-first run (its lead gets a "cancelled" tool result and carries on) and then
-the whole second run (every descendant stops). Final statuses and timings
-are printed at the end.
+calls really await (no API key, no network). The first lead also starts a
+news scout in the background (``start_task``) and works on; the scout's
+findings are pushed into its turns when they arrive. The tree is shown live
+with statuses and elapsed times. Mid-way the "user" stops one researcher of
+the first run (its lead gets a "cancelled" tool result and carries on) and
+then the whole second run (every descendant stops). Final statuses and
+timings are printed at the end.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 
 from ._config import SubagentConfig
 from ._display import LiveTree
-from ._display_text import name_task_ids
+from ._display_text import name_task_ids, task_ref
 from ._executor import SubagentExecutor
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
@@ -32,14 +35,21 @@ QUESTIONS = (
 )
 
 
-def _lead_config(runtime: SubagentRuntime, speed: float) -> SubagentConfig:
+def _lead_config(runtime: SubagentRuntime, speed: float, background: bool) -> SubagentConfig:
     # The lead agent itself runs as a root task, so its task-tool children
     # become its children in the tree and one stop reaches all of them.
     return SubagentConfig(
         name="lead-agent",
-        graph_factory=lambda: build_demo_lead_agent(runtime, speed=speed),
+        graph_factory=lambda: build_demo_lead_agent(runtime, speed=speed, background=background),
         timeout_seconds=120,
     )
+
+
+def _start_run(executor: SubagentExecutor, question: str) -> str:
+    """Start one lead; its run is its own thread, so its background news scout
+    (a root task) is shown with it and ``cancel_thread`` would reach it."""
+    task_id = uuid.uuid4().hex
+    return executor.start(question, task_id=task_id, thread_id=task_id).task_id
 
 
 def _wait_for(predicate: object, timeout: float) -> bool:
@@ -75,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     print("subagent-exec demo: two lead agents delegating to sub-agents on one runtime")
     print("(every sub-agent runs on its own event loop; models are scripted and offline)\n")
     with SubagentRuntime(max_workers=8) as runtime:
-        executor = SubagentExecutor(_lead_config(runtime, args.speed), runtime=runtime)
+        with_scout = SubagentExecutor(_lead_config(runtime, args.speed, True), runtime=runtime)
+        plain = SubagentExecutor(_lead_config(runtime, args.speed, False), runtime=runtime)
         started = time.perf_counter()
         with LiveTree(runtime) as live:
-            run_a, run_b = (executor.execute_async(q) for q in QUESTIONS)
+            run_a, run_b = _start_run(with_scout, QUESTIONS[0]), _start_run(plain, QUESTIONS[1])
             root_a, root_b = runtime.get(run_a), runtime.get(run_b)
             assert root_a is not None and root_b is not None
 
@@ -120,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                 holder.wait(10)
             stop_tree_latency = time.perf_counter() - t0
             root_a.wait(60)
+            scouts = [h for h in runtime.list_tasks(thread_id=run_a) if h.background]
+            for scout in scouts:
+                scout.wait(60)
         total = time.perf_counter() - started
 
         if not live.redraws_in_place:  # a terminal already shows the final tree
@@ -138,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, "
             f"the last one {stop_tree_latency * 1000:.1f} ms after the request"
         )
+        for scout in scouts:
+            print(
+                f"Background task of {label_a}: {task_ref(scout.subagent_name, scout.task_id)} "
+                f"{scout.status.value}; its findings were pushed into the lead's turns"
+            )
         print(f"Wall time: {total:.2f} s for two runs of {len(runtime.list_tasks())} tasks")
         if root_a.result:
             answer = name_task_ids(root_a.result, runtime.get).replace("\n", "\n  ")

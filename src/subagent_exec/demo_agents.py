@@ -14,6 +14,12 @@ The tree of one run, for the default question::
     │   └── fact-checker                  (web_search)
     └── writer      (after both researchers answered)
 
+With ``background=True`` the lead also starts a ``news-scout`` in the
+background (``start_task``) before it delegates, goes on with the tree above,
+and adds the scout's findings to its answer when they are pushed to it
+(waiting for them at the end of its turn if need be: ``on_turn_end="wait"``).
+The scout is a root task of the lead's thread, not a child of the lead.
+
 ``speed`` scales every latency: 1.0 takes about 6 s, 0.0 runs as fast as
 the machinery allows (benchmarks, tests).
 """
@@ -82,6 +88,14 @@ def demo_subagents(*, speed: float = 1.0) -> list[SubagentConfig]:
             timeout_seconds=60.0,
         ),
         SubagentConfig(
+            name="news-scout",
+            description="Watches for the latest news on a topic (start it in the background).",
+            system_prompt="You collect the latest news on a topic.",
+            model=ScriptedChatModel(router=_scout, latency=latency),
+            tools=["web_search"],
+            timeout_seconds=120.0,
+        ),
+        SubagentConfig(
             name="writer",
             description="Writes a short briefing from findings it is given.",
             system_prompt="You write short, clear briefings.",
@@ -97,6 +111,7 @@ def build_demo_lead_agent(
     *,
     speed: float = 1.0,
     on_event: EventListener | None = None,
+    background: bool = False,
 ) -> Any:
     """A compiled ``create_agent`` graph: the demo's lead agent.
 
@@ -104,15 +119,22 @@ def build_demo_lead_agent(
     scripted lead splits it into :data:`ASPECTS`). ``runtime`` defaults to
     the process-wide one; ``on_event`` receives the ``task`` tool's progress
     events (they are also written to the graph's ``custom`` stream).
+    ``background``: the lead also starts a news scout in the background.
     """
     check_number("build_demo_lead_agent", "speed", speed, positive=False)
+    if not isinstance(background, bool):
+        raise TypeError(f"build_demo_lead_agent.background must be a bool, got {background!r}")
     delegation = SubagentMiddleware(
         demo_subagents(speed=speed),
         tools=demo_tools(speed=speed),
         runtime=runtime,
         on_event=on_event,
+        background=background,
+        on_turn_end="wait" if background else "return",
     )
-    lead_model = ScriptedChatModel(router=_lead, latency=MODEL_SECONDS * speed * 0.5)
+    lead_model = ScriptedChatModel(
+        router=_background_lead if background else _lead, latency=MODEL_SECONDS * speed * 0.5
+    )
     return create_agent(
         lead_model,
         middleware=[delegation],
@@ -139,12 +161,12 @@ def _question(messages: list[BaseMessage]) -> str:
 
 
 def _results(messages: list[BaseMessage]) -> list[str]:
-    """The tool results since the last AI message (the answers just received)."""
+    """The ``task`` results since the last AI message (the answers just received)."""
     found: list[str] = []
     for message in reversed(messages):
         if isinstance(message, AIMessage):
             break
-        if isinstance(message, ToolMessage):
+        if isinstance(message, ToolMessage) and message.name in ("task", "web_search"):
             found.append(message.text)
     return list(reversed(found))
 
@@ -165,6 +187,40 @@ def _lead(messages: list[BaseMessage]) -> AIMessage | str:
         return tool_call(*_task("writer", prompt, "write the briefing"))
     briefing = "\n".join(_results(messages)) or "(the writer returned nothing)"
     return f"Here is the briefing.\n\n{briefing}"
+
+
+def _background_lead(messages: list[BaseMessage]) -> AIMessage | str:
+    """The lead with a news scout in the background (see the module docstring)."""
+    question = _question(messages)
+    turn = _turn(messages)
+    if turn == 0:
+        scout = ("start_task", {
+            "description": "latest news", "subagent_type": "news-scout",
+            "prompt": f"Find the latest news for a briefing on: {question}",
+        })
+        research = (
+            _task("researcher", f"Research {aspect}: {question}", f"research {aspect}")
+            for aspect in ASPECTS
+        )
+        return tool_calls(scout, *research)
+    if turn == 1:
+        return _lead(messages)  # the writer, from the researchers' findings
+    briefing = next(
+        (m.text for m in reversed(messages) if isinstance(m, ToolMessage) and m.name == "task"),
+        "(the writer returned nothing)",
+    )
+    news = [m.text.split(" completed: ", 1)[-1] for m in messages
+            if isinstance(m, HumanMessage) and (m.id or "").startswith("subagent-background-")]
+    latest = f"Latest news: {news[-1]}" if news else "(The latest news will follow.)"
+    return f"Here is the briefing.\n\n{briefing}\n\n{latest}"
+
+
+def _scout(messages: list[BaseMessage]) -> AIMessage | str:
+    topic = _question(messages).split(":", 1)[-1].strip()
+    turn = _turn(messages)
+    if turn < 2:
+        return tool_call("web_search", {"query": f"{topic} news" + (" this week" * turn)})
+    return f'Two announcements this week bear on "{topic.rstrip(".")}".'
 
 
 def _aspect(task: str) -> str:

@@ -9,9 +9,7 @@ annotations at decoration time, and some of them are local to ``create_router``.
 """
 
 import html
-import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,16 +23,21 @@ from .._checks import check_callable, check_int, check_number
 from .._errors import CapacityError, RuntimeClosedError
 from .._result import SubagentResult
 from .._runtime import SubagentRuntime
-from .._status import SubagentStatus
+from ._inputs import (
+    check_reason,
+    check_task_id,
+    check_thread_id,
+    checked_owner,
+    parse_statuses,
+    read_json_object,
+    resume_point,
+    visible,
+)
 from ._runs import DEFAULT_PROMPT, RunStarter, start_demo_run
 from ._stream import BufferedEvent, EventBuffer, EventStreamResponse, event_frames
 
 logger = logging.getLogger("subagent_exec.server")
 
-#: Task ids the API accepts in a path or filter. Engine ids are uuid4 hex; a
-#: host that picks its own ids must keep to these characters to address them.
-TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-MAX_REASON_CHARS = 1000
 MAX_PROMPT_CHARS = 8000
 _STATIC_FILES = {
     "app.js": "text/javascript",
@@ -138,16 +141,21 @@ def create_router(
         ] = None,
         parent_id: Annotated[str | None, Query(description="only this task's children")] = None,
         root: Annotated[bool | None, Query(description="true: only tasks without a parent")] = None,
+        thread_id: Annotated[
+            str | None, Query(description="only the tasks of this lead agent's thread")
+        ] = None,
     ) -> dict[str, Any]:
         """Your tasks in creation order, with ``last_seq``: open ``/events?after=last_seq``
         to follow them from this snapshot on without missing an event."""
         wanted = parse_statuses(status)
         if parent_id is not None:
             check_task_id(parent_id, "parent_id")
+        if thread_id is not None:
+            check_thread_id(thread_id)
         # Read before the snapshot: replaying from here may repeat a transition
         # the snapshot already shows, but can never skip one.
         last_seq = buffer.last_seq
-        holders = runtime.list_tasks(parent_id=parent_id, status=wanted)
+        holders = runtime.list_tasks(parent_id=parent_id, status=wanted, thread_id=thread_id)
         tasks = [
             task_json(h, owner)
             for h in holders
@@ -173,11 +181,7 @@ def create_router(
         (``stopping`` while it unwinds); 409 if it had already ended."""
         holder = lookup(task_id, owner)
         body = await read_json_object(request, max_body_bytes, allowed={"reason"})
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
-            raise HTTPException(
-                400, f"'reason' must be a string of at most {MAX_REASON_CHARS} characters"
-            )
+        reason = check_reason(body.get("reason"))
         who = f" by {owner}" if owner is not None else ""
         stopped = runtime.request_cancel(task_id, reason or f"stopped over HTTP{who}")
         if not stopped:
@@ -190,6 +194,33 @@ def create_router(
             "status": "stopping" if holder.stopping else holder.status.value,
             "cancel_reason": holder.cancel_reason,
         }
+
+    @router.post(
+        "/threads/{thread_id}/stop", status_code=202, name="subagent_exec_stop_thread"
+    )
+    async def stop_thread(thread_id: str, request: Request, owner: Owner) -> Any:
+        """Stop every unfinished task of a lead agent's thread that is yours,
+        foreground and background, each with its subtree. 202 with the ids
+        stopped; 404 if no task of yours has this thread; 409 if all had ended."""
+        check_thread_id(thread_id)
+        body = await read_json_object(request, max_body_bytes, allowed={"reason"})
+        reason = check_reason(body.get("reason"))
+        me = checked_owner(owner)
+        mine = [h for h in runtime.list_tasks(thread_id=thread_id) if h.owner == me]
+        if not mine:
+            raise HTTPException(404, f"no thread {thread_id!r}")
+        who = f" by {owner}" if owner is not None else ""
+        why = reason or f"thread {thread_id} stopped over HTTP{who}"
+        # Creation order: a lead is stopped before the tasks it started, so it
+        # cannot start more; each stop cascades to its subtree.
+        stopped = [h.task_id for h in mine if runtime.request_cancel(h.task_id, why)]
+        if not stopped:
+            return JSONResponse(
+                {"detail": f"every task of thread {thread_id!r} has already ended",
+                 "thread_id": thread_id},
+                status_code=409,
+            )
+        return {"thread_id": thread_id, "stopped": stopped, "cancel_reason": why}
 
     # -- event streams -------------------------------------------------------------
 
@@ -303,88 +334,6 @@ def create_router(
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def checked_owner(owner: object) -> str | None:
-    if owner is not None and not isinstance(owner, str):
-        # A host bug, not a client error: fail loudly in the server log.
-        raise TypeError(
-            f"the owner dependency must return a str or None, got {type(owner).__name__}"
-        )
-    return owner
-
-
-def visible(holder: SubagentResult | None, owner: str | None) -> bool:
-    return holder is not None and holder.owner == owner
-
-
-def check_task_id(value: str, what: str) -> None:
-    if not TASK_ID_RE.fullmatch(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise HTTPException(
-            400, f"invalid {what} {shown!r}: use 1-128 characters from A-Z a-z 0-9 . _ : -"
-        )
-
-
-def parse_statuses(values: list[str] | None) -> set[SubagentStatus] | None:
-    if not values:
-        return None
-    allowed = {s.value: s for s in SubagentStatus}
-    wanted: set[SubagentStatus] = set()
-    for part in ",".join(values).split(","):
-        name = part.strip().lower()
-        if name not in allowed:
-            raise HTTPException(
-                400, f"unknown status {part.strip()!r}; use one of: {', '.join(allowed)}"
-            )
-        wanted.add(allowed[name])
-    return wanted
-
-
-def resume_point(request: Request, after: int | None) -> int | None:
-    """Where a stream resumes: the ``Last-Event-ID`` header of an EventSource
-    reconnect wins over ``?after=`` (the seq of the snapshot the page started from)."""
-    header = request.headers.get("last-event-id")
-    if header is None or not header.strip():
-        return after
-    if not header.strip().isdigit():
-        raise HTTPException(400, "Last-Event-ID must be a non-negative integer (an event seq)")
-    return int(header.strip())
-
-
-async def read_json_object(
-    request: Request, max_bytes: int, *, allowed: set[str]
-) -> dict[str, Any]:
-    """The request body as a JSON object ({} when empty), read with a size cap."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise HTTPException(400, "Content-Length must be a non-negative integer")
-        if int(declared) > max_bytes:
-            raise HTTPException(413, f"request body larger than {max_bytes} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > max_bytes:
-            raise HTTPException(413, f"request body larger than {max_bytes} bytes")
-    if not raw.strip():
-        return {}
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise HTTPException(415, "send the request body as application/json")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise HTTPException(400, "request body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise HTTPException(
-            400, f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
-            f"{', '.join(sorted(allowed))}",
-        )
-    return body
 
 
 class Subtree:

@@ -10,6 +10,7 @@ names the whole run: ``GET /tasks/{id}/events`` streams the run's tree, and
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Protocol
 
 from .._checks import check_number
@@ -37,15 +38,22 @@ class RunStarter(Protocol):
     def __call__(self, runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str: ...
 
 
-def demo_run_starter(speed: float = 1.0) -> RunStarter:
+def demo_run_starter(speed: float = 1.0, *, background: bool = False) -> RunStarter:
     """A :class:`RunStarter` for the bundled demo lead agent (offline scripted
-    models); ``speed`` scales its latencies (1.0: a run takes about 6 s)."""
+    models); ``speed`` scales its latencies (1.0: a run takes about 6 s);
+    ``background``: the lead also starts a news scout in the background.
+
+    The lead's task is its own thread (``thread_id`` = its task id), so its
+    foreground and background tasks share the thread and ``POST
+    /threads/{id}/stop`` stops them all."""
     check_number("demo_run_starter", "speed", speed, positive=False)
+    if not isinstance(background, bool):
+        raise TypeError(f"demo_run_starter.background must be a bool, got {background!r}")
 
     def start(runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str:
         def build_lead_graph() -> Any:
             # Called once per run, on the run's own loop (see SubagentConfig).
-            return build_demo_lead_agent(runtime, speed=speed)
+            return build_demo_lead_agent(runtime, speed=speed, background=background)
 
         config = SubagentConfig(
             name="lead-agent",
@@ -53,10 +61,13 @@ def demo_run_starter(speed: float = 1.0) -> RunStarter:
             graph_factory=build_lead_graph,
             timeout_seconds=LEAD_TIMEOUT_SECONDS,
         )
-        return SubagentExecutor(config, runtime=runtime).execute_async(prompt, owner=owner)
+        task_id = uuid.uuid4().hex
+        executor = SubagentExecutor(config, runtime=runtime)
+        return executor.start(prompt, task_id=task_id, owner=owner, thread_id=task_id).task_id
 
     return start
 
 
-#: What ``POST /runs`` starts by default: the demo at its normal pace.
-start_demo_run: RunStarter = demo_run_starter()
+#: What ``POST /runs`` starts by default: the demo at its normal pace, with a
+#: news scout in the background.
+start_demo_run: RunStarter = demo_run_starter(background=True)
