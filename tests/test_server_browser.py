@@ -117,6 +117,10 @@ def odd_run_starter(runtime: SubagentRuntime, *, prompt: str, owner: str | None)
             name="hasty-lead", timeout_seconds=1.2,
             graph_factory=lambda: build_demo_lead_agent(runtime, speed=1.0),
         )
+    elif prompt.startswith("background"):
+        # The demo with a news scout in the background, slowed down so that
+        # the scout is still at work when the test stops things.
+        return demo_run_starter(2.0, background=True)(runtime, prompt=prompt, owner=owner)
     else:
         return demo_run_starter(1.0)(runtime, prompt=prompt, owner=owner)
     return SubagentExecutor(config, runtime=runtime).execute_async(prompt, owner=owner)
@@ -184,6 +188,8 @@ def test_page_shows_the_tree_live_and_stop_turns_every_chip_cancelled(
     assert nested, "grandchildren are drawn under their parent"
     elapsed = browser.find_element(By.CSS_SELECTOR, ".run > .row .elapsed").text
     assert elapsed.endswith(" s"), elapsed
+    # "Stop all" is for threads with background tasks: this run has none.
+    assert not browser.find_element(By.CSS_SELECTOR, ".run-head .stop-thread").is_displayed()
     screenshot(browser, "server-page-running.png")
 
     # Record every status each chip shows from here on, however briefly.
@@ -550,6 +556,74 @@ def test_page_texts_in_full_ai_messages_live_and_clearing_finished_runs(
     assert messages()[2].text.endswith(server_messages[2]["text"].split("\n")[-1])
     assert_readable(browser)
     screenshot(browser, "page-6-restored.png")
+    errors = [
+        entry["message"] for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
+    assert errors == [], "the page ran without a script error"
+
+
+@pytest.mark.timeout(900)
+def test_background_tasks_are_drawn_with_their_run_and_stop_all_stops_the_thread(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, runtime = page_server
+    client = server.client()
+    browser.get(server.base_url + "/")
+    wait_for(
+        lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live",
+        "the page's event stream",
+    )
+    root = client.post("/runs", json={"prompt": "background briefing on heat pumps"}).json()[
+        "task_id"
+    ]
+    wait_for(lambda: any(h.background for h in runtime.list_tasks()), "the scout started")
+    [scout] = [h for h in runtime.list_tasks() if h.background]
+    assert scout.parent_id is None and scout.thread_id == root
+
+    # Drawn in its run's card, apart from the tree, marked "background".
+    in_card = f'#runs > .run[data-task-id="{root}"] > .background-tasks'
+    row = f'{in_card} .task[data-task-id="{scout.task_id}"]'
+    wait_for(lambda: chips(browser).get(scout.task_id, ("",))[0] == "running", "scout running")
+    assert browser.find_element(By.CSS_SELECTOR, f"{in_card} .bg-title").text == "Background"
+    assert browser.find_element(By.CSS_SELECTOR, f"{row} > .row .bg-tag").is_displayed()
+    assert own_row(browser, root, ".bg-tag").is_displayed() is False
+    nested = f'.children .task[data-task-id="{scout.task_id}"]'
+    assert not browser.find_elements(By.CSS_SELECTOR, nested), "not drawn as a child"
+    assert browser.execute_script("return document.querySelectorAll('#runs > .run').length") == 1
+    stop_all = card(browser, root).find_element(
+        By.CSS_SELECTOR, ":scope > .run-head .stop-thread"
+    )
+    assert stop_all.is_displayed() and stop_all.text == "Stop all"
+    wait_for(
+        lambda: sum(1 for s, _ in chips(browser).values() if s == "running") >= 4,
+        "the run's tree at work next to the scout",
+    )
+    assert_readable(browser)
+    screenshot(browser, "page-7-background.png")
+
+    # The lead's own Stop: its tree stops, its background task does not.
+    own_row(browser, root, "button.stop").click()
+    wait_for(lambda: chips(browser)[root][0] in ("stopping", "cancelled"), "the lead stops")
+    assert chips(browser)[scout.task_id] == ("running", "running")
+    assert not scout.cancel_event.is_set()
+    assert stop_all.is_displayed()
+
+    # "Stop all": every task of the thread, the scout included.
+    stop_all.click()
+    assert stop_all.text == "Stopping…" and not stop_all.is_enabled()
+    wait_for(lambda: scout.is_terminal, "the scout ends")
+    assert scout.status.value == "cancelled" and "Stop all" in (scout.cancel_reason or "")
+    thread = [h.task_id for h in runtime.list_tasks(thread_id=root)]
+    wait_for(
+        lambda: all(chips(browser).get(t) == ("cancelled", "cancelled") for t in thread),
+        "every task of the thread cancelled on the page",
+    )
+    wait_for(lambda: not stop_all.is_displayed(), "Stop all gone once nothing runs")
+    assert_readable(browser)
+    screenshot(browser, "page-8-background-stopped.png")
     errors = [
         entry["message"] for entry in browser.get_log("browser")
         if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]

@@ -126,6 +126,29 @@ async function stopTask(id) {
   scheduleRender();
 }
 
+// "Stop all" on a run: every task of its thread, the background ones included.
+async function stopThread(thread) {
+  const members = [...tasks.values()].filter((t) => t.thread === thread && !TERMINAL.has(t.status));
+  for (const t of members) t.stopClicked = true;
+  scheduleRender();
+  try {
+    const response = await fetch(BASE + "threads/" + encodeURIComponent(thread) + "/stop", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "stopped from the run page (Stop all)" }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (response.status !== 202 && response.status !== 409) {
+      for (const t of members) t.stopClicked = false;
+      notice("Stop all failed: " + (body.detail || "HTTP " + response.status));
+    }
+  } catch (err) {
+    for (const t of members) t.stopClicked = false;
+    notice("Stop all failed: " + err);
+  }
+  scheduleRender();
+}
+
 async function startRun() {
   const button = document.getElementById("start-run");
   button.disabled = true;
@@ -156,6 +179,7 @@ function setConnection(state) {
 loadCleared("subagent-exec:cleared-runs:" + BASE); // one list per mount of the page
 startView({
   stopTask,
+  stopThread,
   loadTask,
   notice,
   toggleCleared: (id) => setCleared([id], !cleared.has(id)),

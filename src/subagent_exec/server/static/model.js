@@ -30,7 +30,7 @@ export function ensureTask(id, parentId, name) {
       stopping: false, stopClicked: false, createdAt: null, startedAt: null,
       completedAt: null, reason: null, error: null, result: null,
       messages: [], messageKeys: new Set(), messageCount: 0, messagesReordered: false,
-      fullLoaded: false, lastSeq: 0,
+      fullLoaded: false, lastSeq: 0, thread: null, background: false,
     };
     tasks.set(id, t);
   }
@@ -77,8 +77,15 @@ function mergeMessages(t, list) {
   }
 }
 
+// A task's lead agent thread and whether it runs in the background (fixed at creation).
+function setThread(t, thread, background) {
+  if (thread && !t.thread) t.thread = thread;
+  if (background) t.background = true;
+}
+
 export function mergeSnapshot(d) {
   const t = ensureTask(d.task_id, d.parent_id, d.subagent_name);
+  setThread(t, d.thread_id, d.background);
   t.text = d.task || t.text;
   t.createdAt = t.createdAt ?? isoSeconds(d.created_at);
   t.startedAt = t.startedAt ?? isoSeconds(d.started_at);
@@ -102,6 +109,7 @@ export function applyEvent(ev) {
   const data = ev.data || {};
   switch (ev.kind) {
     case "created":
+      setThread(t, data.thread_id, data.background);
       t.text = data.task || t.text;
       t.createdAt = t.createdAt ?? ev.timestamp;
       break;
@@ -148,13 +156,25 @@ export function saveCleared() {
   }
 }
 
-// A test "has this task and everything under it ended?" over the model now.
+// Where a task is drawn: under its parent; a background task (a root of the
+// runtime's tree) in the "background" part of the run its thread names (a lead
+// that runs as a task is its own thread); else as a run card of its own.
+export function placeOf(t) {
+  if (t.parentId && tasks.has(t.parentId)) return { parentId: t.parentId, background: false };
+  if (t.background && t.thread && t.thread !== t.id && tasks.has(t.thread)) {
+    return { parentId: t.thread, background: true };
+  }
+  return null;
+}
+
+// A test "has this task and everything drawn under it ended?" over the model now.
 export function endedTest() {
-  const kids = new Map(); // parent id -> child tasks
+  const kids = new Map(); // drawn parent id -> tasks drawn under it
   for (const t of tasks.values()) {
-    if (t.parentId && tasks.has(t.parentId)) {
-      if (!kids.has(t.parentId)) kids.set(t.parentId, []);
-      kids.get(t.parentId).push(t);
+    const place = placeOf(t);
+    if (place) {
+      if (!kids.has(place.parentId)) kids.set(place.parentId, []);
+      kids.get(place.parentId).push(t);
     }
   }
   const ended = (t) => TERMINAL.has(t.status) && (kids.get(t.id) || []).every(ended);
@@ -163,9 +183,20 @@ export function endedTest() {
 
 export function finishedRunIds() {
   const ended = endedTest();
-  return [...tasks.values()]
-    .filter((t) => !(t.parentId && tasks.has(t.parentId)) && ended(t))
-    .map((t) => t.id);
+  return [...tasks.values()].filter((t) => !placeOf(t) && ended(t)).map((t) => t.id);
+}
+
+// The threads "Stop all" is offered for: those with background tasks (a run's
+// own Stop does not reach them) and a task still unfinished.
+export function threadsToStop() {
+  const withBackground = new Set();
+  const live = new Set();
+  for (const t of tasks.values()) {
+    if (!t.thread) continue;
+    if (t.background) withBackground.add(t.thread);
+    if (!TERMINAL.has(t.status)) live.add(t.thread);
+  }
+  return new Set([...live].filter((thread) => withBackground.has(thread)));
 }
 
 // ---- words ----------------------------------------------------------------------

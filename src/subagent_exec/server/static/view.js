@@ -3,11 +3,13 @@
 
 import {
   LABELS, TERMINAL, argText, cleared, detailOf, elapsedOf, endedTest, formatElapsed,
-  localTime, nameIds, page, shortId, tasks,
+  localTime, nameIds, page, placeOf, shortId, tasks, threadsToStop,
 } from "./model.js";
 
 // What the view asks of the page (app.js fills these in with startView).
-const hooks = { stopTask: null, loadTask: null, toggleCleared: null, notice: null };
+const hooks = {
+  stopTask: null, stopThread: null, loadTask: null, toggleCleared: null, notice: null,
+};
 
 export function startView(given) {
   Object.assign(hooks, given);
@@ -144,7 +146,17 @@ function makeView(t) {
   const clearRun = button("clear-run", "Clear", () => {
     hooks.toggleCleared(t.id);
   });
-  head.append(runLabel.box, runStart, clearRun);
+  // Stops the whole thread: the run and the background tasks it started.
+  const stopThread = button("stop-thread", "Stop all", () => {
+    const task = tasks.get(t.id);
+    if (!task || !task.thread) return;
+    stopThread.textContent = "Stopping…";
+    stopThread.disabled = true;
+    hooks.stopThread(task.thread);
+  });
+  stopThread.title = "Stop every task of this run's thread, background tasks included";
+  stopThread.hidden = true;
+  head.append(runLabel.box, runStart, stopThread, clearRun);
   head.hidden = true;
 
   const row = el("div", "row");
@@ -153,7 +165,10 @@ function makeView(t) {
   const name = el("span", "name");
   const sid = el("span", "sid", shortId(t.id));
   sid.title = t.id;
-  who.append(name, sid);
+  const bgTag = el("span", "bg-tag", "background");
+  bgTag.title = "started with start_task: it runs on after its lead's turn and is not stopped with it";
+  bgTag.hidden = true;
+  who.append(name, sid, bgTag);
   const what = makeClip("what");
   const elapsed = el("span", "elapsed");
   const stop = button("stop", "Stop", () => {
@@ -173,10 +188,15 @@ function makeView(t) {
 
   const msgs = el("div", "msgs");
   const msgList = el("ol", "msg-list");
+  // The background tasks this run started: roots of their own, drawn apart.
+  const bgBox = el("div", "background-tasks");
+  const bgList = el("div", "bg-list");
+  bgBox.append(el("div", "bg-title", "Background"), bgList);
+  bgBox.hidden = true;
   const view = {
-    wrap, head, runLabel, runStart, clearRun, chip, name, what, elapsed, stop,
-    detail, msgs, msgList, msgToggle: null, msgsOpen: false, msgsShown: 0,
-    children: el("div", "children"), shown: {},
+    wrap, head, runLabel, runStart, clearRun, stopThread, chip, name, bgTag, what, elapsed,
+    stop, detail, msgs, msgList, msgToggle: null, msgsOpen: false, msgsShown: 0,
+    children: el("div", "children"), bgBox, bgList, shown: {},
   };
   view.msgToggle = button("msgs-toggle", "", () => {
     view.msgsOpen = !view.msgsOpen;
@@ -193,7 +213,7 @@ function makeView(t) {
   msgs.hidden = true;
 
   row.append(chip, who, what.box, elapsed, stop, detail.box, msgs);
-  wrap.append(head, row, view.children);
+  wrap.append(head, row, view.children, bgBox);
   return view;
 }
 
@@ -203,6 +223,7 @@ function put(view, key, node, prop, value) {
   view.shown[key] = value;
   if (prop === "dataset.status") node.dataset.status = value;
   else if (prop === "cleared") node.classList.toggle("cleared", value);
+  else if (prop === "background") node.classList.toggle("background", value);
   else node[prop] = value;
 }
 
@@ -247,18 +268,24 @@ function render() {
     if (!views.has(t.id)) views.set(t.id, makeView(t));
   }
   const treeEnded = endedTest();
+  const stoppable = threadsToStop();
+  const withBackground = new Set(); // ids of views with background tasks drawn in them
   let finishedShown = 0;
   let clearedRuns = 0;
   let runsShown = 0;
   for (const t of tasks.values()) {
     const view = views.get(t.id);
-    // Place the view under its parent (or as a run card, newest first).
-    const parentView = t.parentId ? views.get(t.parentId) : null;
+    // Place the view under its parent, a background task in its run's
+    // background part, anything else as a run card (newest first).
+    const place = placeOf(t);
+    const parentView = place ? views.get(place.parentId) : null;
     const isRun = !parentView;
     if (parentView) {
-      if (view.wrap.parentNode !== parentView.children) {
+      const box = place.background ? parentView.bgList : parentView.children;
+      if (place.background) withBackground.add(place.parentId);
+      if (view.wrap.parentNode !== box) {
         view.wrap.classList.remove("run");
-        parentView.children.append(view.wrap);
+        box.append(view.wrap);
       }
     } else if (view.wrap.parentNode !== runs) {
       view.wrap.classList.add("run");
@@ -278,7 +305,16 @@ function render() {
       put(view, "runStart", view.runStart, "textContent", start === null ? "" : "started " + localTime(start));
       put(view, "clearHidden", view.clearRun, "hidden", !ended && !isCleared);
       put(view, "clearText", view.clearRun, "textContent", isCleared ? "Restore" : "Clear");
+      // "Stop all": the run's thread has background tasks and unfinished work.
+      const offered = Boolean(t.thread) && stoppable.has(t.thread);
+      put(view, "stopThreadHidden", view.stopThread, "hidden", !offered);
+      if (!offered) {
+        put(view, "stopThreadDisabled", view.stopThread, "disabled", false);
+        put(view, "stopThreadText", view.stopThread, "textContent", "Stop all");
+      }
     }
+    put(view, "bgTagHidden", view.bgTag, "hidden", !t.background);
+    put(view, "isBackground", view.wrap, "background", t.background);
     const terminal = TERMINAL.has(t.status);
     const shownStatus = !terminal && (t.stopping || t.stopClicked) ? "stopping" : t.status;
     put(view, "status", view.chip, "dataset.status", shownStatus);
@@ -297,6 +333,9 @@ function render() {
     put(view, "button", view.stop, "textContent", waiting ? "Stopping…" : "Stop");
     renderMessages(t, view);
     if (!terminal && t.startedAt !== null) live = true;
+  }
+  for (const [id, view] of views) {
+    put(view, "bgBoxHidden", view.bgBox, "hidden", !withBackground.has(id));
   }
   // Layout reads after all writes: one layout per frame, only for texts that
   // changed (or all of them after a resize or when hidden runs come back).
