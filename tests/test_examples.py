@@ -74,3 +74,27 @@ def test_demo_lead_agent_delegates_in_parallel_and_nests(runtime: SubagentRuntim
 def test_demo_speed_must_be_a_non_negative_number() -> None:
     with pytest.raises(ValueError, match="speed must be a number >= 0"):
         build_demo_lead_agent(speed=-1)
+
+
+def test_background_example_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_example("background").main([]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    assert out.count("lead: start_task(") == 3
+    # The lead answers the user before any researcher has reported.
+    answered = first("lead → user: Two researchers are on it")
+    pushes = [i for i, line in enumerate(lines) if "pushed to lead: background task" in line]
+    assert len(pushes) == 2 and answered < min(pushes)
+    assert any("(researcher: heat pumps) completed: Heat pumps" in lines[i] for i in pushes)
+    # Steered before it finished: it read the follow-up, and its answer shows it.
+    assert first("reads the follow-up: Focus on the cost per kWh") < first(
+        "pushed to lead: background task"
+    ) or first("reads the follow-up") < first("solid-state batteries) completed")
+    assert re.search(r"\(researcher: fusion startups\) cancelled: out of scope", out)
+    assert "fusion startups) completed" not in out
+    brief = out[out.index("Final brief:"):]
+    assert "Heat pumps: 3-4x" in brief and "$400/kWh" in brief
