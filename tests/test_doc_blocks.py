@@ -1,5 +1,6 @@
-"""The ```python blocks of docs/models.md and of the README's "Real models on many loops"
-section run as a reader would paste them, offline.
+"""The ```python blocks of docs/models.md, docs/background.md and of the README's "Real
+models on many loops" and "Background sub-agents" sections run as a reader would paste
+them, offline.
 
 A reader has their provider's API key set; the blocks only build models and configs, so a
 dummy key stands in for it. Each document's blocks run in order in one fresh interpreter
@@ -34,8 +35,12 @@ def _blocks(text: str) -> list[str]:
 
 DOCS = {
     "docs/models.md": (ROOT / "docs" / "models.md").read_text(),
+    "docs/background.md": (ROOT / "docs" / "background.md").read_text(),
     "README: Real models on many loops": _section(
         (ROOT / "README.md").read_text(), "## Real models on many loops"
+    ),
+    "README: Background sub-agents": _section(
+        (ROOT / "README.md").read_text(), "## Background sub-agents"
     ),
 }
 
