@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.tools import tool
 
 from subagent_exec import (
     SubagentConfig,
@@ -419,3 +420,76 @@ def test_every_tool_works_from_a_sync_graph(runtime: SubagentRuntime) -> None:
     assert statuses == {fast: "completed", stuck: "cancelled", steered: "completed"}
     delivered = {t["task_id"]: t["messages_delivered"] for t in report.artifact["tasks"]}
     assert delivered == {fast: 0, stuck: 0, steered: 1}
+
+
+# -- construction -------------------------------------------------------------------------------
+
+
+@tool
+async def start_task(x: str) -> str:
+    """A tool whose name the background tools need."""
+    return x
+
+
+_CFG = SubagentConfig(name="worker", model=ScriptedChatModel(default="x"))
+
+
+@pytest.mark.parametrize(
+    ("subagents", "kwargs", "error", "message"),
+    [
+        ([], {}, ValueError, "make_background_tools.subagents: give at least one"),
+        (["worker"], {}, TypeError, "must be SubagentConfig"),
+        ([_CFG], {"max_background_tasks": 0}, ValueError, "max_background_tasks must be an int"),
+        ([_CFG], {"max_background_tasks": "8"}, TypeError, "max_background_tasks must be an int"),
+        ([_CFG], {"on_event": 3}, TypeError, "make_background_tools.on_event must be callable"),
+        ([_CFG], {"runtime": "rt"}, TypeError, "runtime must be a SubagentRuntime"),
+        ([_CFG], {"tools": [start_task]}, ValueError,
+         r"already holds tools named \['start_task'\]"),
+        ([SubagentConfig(name="w", model="inherit")], {}, ValueError,
+         "model='inherit' but no parent_model"),
+    ],
+)
+def test_bad_construction_is_refused(
+    subagents: Any, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make_background_tools(subagents, **kwargs)
+
+
+def test_the_tools_describe_themselves_and_their_arguments() -> None:
+    tools = make_background_tools([_CFG])
+    assert [t.name for t in tools] == [
+        "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task"
+    ]
+    args = {t.name: set(t.tool_call_schema.model_json_schema()["properties"]) for t in tools}
+    assert args == {
+        "start_task": {"description", "prompt", "subagent_type"},
+        "check_tasks": {"task_ids"},
+        "wait_tasks": {"task_ids", "mode", "timeout_seconds"},
+        "cancel_task": {"task_id", "reason"},
+        "message_task": {"task_id", "message"},
+    }
+    assert "- worker: (no description)" in tools[0].description
+    assert all(t.runs_on_driver for t in tools)  # type: ignore[attr-defined]
+
+
+def test_start_task_on_a_shut_down_runtime_says_so(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    runtime = make_runtime()
+    runtime.shutdown()
+    tools = make_background_tools([_CFG], runtime=runtime)
+    agent, _ = lead([calls(start("worker", "job")), "carried on"], tools=tools)
+    result = asyncio.run(agent.ainvoke({"messages": [("user", "go")]}))
+    [message] = tool_results(result, "start_task")
+    assert message.status == "error" and "could not start sub-agent 'worker'" in message.text
+    assert "shut down" in message.text and result["messages"][-1].text == "carried on"
+
+
+def test_outside_any_run_the_tools_say_they_need_one(runtime: SubagentRuntime) -> None:
+    [start_tool, check, *_] = make_background_tools([_CFG], runtime=runtime)
+    for tool_, args in ((check, {}), (start_tool, {"description": "d", "prompt": "p",
+                                                    "subagent_type": "worker"})):
+        answer = tool_.invoke({"type": "tool_call", "name": tool_.name, "args": args, "id": "c"})
+        assert answer.status == "error" and "works only inside a lead agent's run" in answer.text
+    assert runtime.list_tasks() == []

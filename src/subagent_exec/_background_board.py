@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import RuntimeClosedError
 from ._events import TaskEvent
 from ._lead_thread import LeadScope
 from ._result import SubagentResult
@@ -247,8 +248,12 @@ class Board:
                 return
             self._subscribed = True
         runtime = self._runtime()
-        if runtime is not None and not runtime.closed:
-            runtime.subscribe(self._on_event)
+        try:
+            if runtime is not None:
+                runtime.subscribe(self._on_event)
+        except RuntimeClosedError:  # nothing will run on it: submitting will say so
+            with self._lock:
+                self._subscribed = False
 
     def _on_event(self, event: TaskEvent) -> None:
         """On the runtime's dispatcher thread: progress events for the listener."""

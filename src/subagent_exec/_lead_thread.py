@@ -56,9 +56,8 @@ def lead_scope(runtime: SubagentRuntime) -> LeadScope | None:
         return LeadScope(str(thread), owner)
     if task_id is not None:
         return LeadScope(task_id, owner)
-    if config is None:
-        return None
-    return LeadScope(_run_id(), owner)
+    run_id = _run_id() if config is not None else None
+    return LeadScope(run_id, owner) if run_id is not None else None
 
 
 def _graph_config() -> dict[str, Any] | None:
@@ -77,8 +76,9 @@ _lock = threading.Lock()
 _minted: OrderedDict[int, tuple[object, str]] = OrderedDict()
 
 
-def _run_id() -> str:
-    """The id of the graph run this node belongs to (see the module docstring)."""
+def _run_id() -> str | None:
+    """The id of the graph run this node belongs to (see the module docstring);
+    None when the code does not run in a LangGraph node (a tool called directly)."""
     from langgraph.runtime import get_runtime
 
     try:
@@ -90,8 +90,8 @@ def _run_id() -> str:
     if given:
         return f"run-{given}"
     control = getattr(runtime, "control", None)
-    if control is None:  # not a LangGraph node after all: a run of its own
-        return f"run-{uuid.uuid4().hex}"
+    if control is None:  # a Runnable's config, but not a LangGraph run's
+        return None
     with _lock:
         found = _minted.get(id(control))
         if found is not None and found[0] is control:
