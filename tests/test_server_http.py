@@ -313,7 +313,7 @@ def test_dependency_override_of_current_owner_in_a_prefixed_mount(
         ("GET", "/tasks", {"params": {"status": "sleeping"}}, 400, "unknown status 'sleeping'"),
         ("GET", "/tasks", {"params": {"parent_id": "x y"}}, 400, "invalid parent_id"),
         ("GET", "/tasks", {"params": {"root": "maybe"}}, 422, None),
-        ("GET", "/events", {"params": {"after": "-1"}}, 422, None),
+        ("GET", "/events", {"params": {"after": "-1"}}, 400, "'after' must be"),
         ("GET", "/events", {"headers": {"last-event-id": "abc"}}, 400, "Last-Event-ID"),
         ("POST", "/runs", {"content": b"{not json", "headers": {"content-type": JSON}},
          400, "not valid JSON"),
