@@ -165,8 +165,11 @@ def create_router(
 
     # -- tasks -----------------------------------------------------------------------
 
+    # response_model=None on the JSON routes: FastAPI would otherwise serialise
+    # the returned dict through pydantic, which fails on a lone surrogate
+    # before SafeJSONResponse sees it; the schema is documented by `responses`.
     @router.get(
-        "/tasks", name="subagent_exec_list_tasks",
+        "/tasks", name="subagent_exec_list_tasks", response_model=None,
         responses={200: {"model": schema.TaskListAnswer}, 400: schema.BAD_ID},
     )
     async def list_tasks(
@@ -194,7 +197,7 @@ def create_router(
         return {"tasks": tasks, "last_seq": last_seq, "server_time": time.time()}
 
     @router.get(
-        "/tasks/{task_id}", name="subagent_exec_get_task",
+        "/tasks/{task_id}", name="subagent_exec_get_task", response_model=None,
         responses={
             200: {"model": schema.TaskDetailAnswer}, 400: schema.BAD_ID, 404: schema.NOT_FOUND,
         },
@@ -210,6 +213,7 @@ def create_router(
 
     @router.post(
         "/tasks/{task_id}/stop", status_code=202, name="subagent_exec_stop_task",
+        response_model=None,
         dependencies=cross_site_guard,
         responses={
             202: {"model": schema.StopAccepted}, **schema.WRITE_ERRORS, 404: schema.NOT_FOUND,
@@ -305,7 +309,7 @@ def create_router(
         run_starter = start_run
 
         @router.post(
-            "/runs", status_code=202, name="subagent_exec_start_run",
+            "/runs", status_code=202, name="subagent_exec_start_run", response_model=None,
             dependencies=cross_site_guard,
             responses={
                 202: {"model": schema.RunStarted}, **schema.WRITE_ERRORS,
