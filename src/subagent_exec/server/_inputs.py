@@ -1,4 +1,5 @@
-"""How the server reads what a client sends: request bodies and event seqs.
+"""How the server reads what a client sends: task ids, status filters, event
+seqs and request bodies.
 
 Every rule here answers a bad input with a 4xx and a plain message, before
 anything is parsed deeper or stored:
@@ -26,7 +27,12 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from .._status import SubagentStatus
 from ._json import has_surrogate
+
+#: Task ids the API accepts in a path or filter. Engine ids are uuid4 hex; a
+#: host that picks its own ids must keep to these characters to address them.
+TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 #: Deepest nesting of arrays and objects a request body may have. The bodies
 #: the API accepts are flat objects; 32 leaves room without letting a 16 KiB
@@ -39,6 +45,29 @@ _SEQ_RE = re.compile(rf"[0-9]{{1,{MAX_SEQ_DIGITS}}}")
 # The bytes that matter for nesting: brackets, and quotes and backslashes (a
 # bracket inside a string nests nothing).
 _STRUCTURE_RE = re.compile(rb'["\\\[\]{}]')
+
+
+def check_task_id(value: str, what: str) -> None:
+    if not TASK_ID_RE.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise HTTPException(
+            400, f"invalid {what} {shown!r}: use 1-128 characters from A-Z a-z 0-9 . _ : -"
+        )
+
+
+def parse_statuses(values: list[str] | None) -> set[SubagentStatus] | None:
+    if not values:
+        return None
+    allowed = {s.value: s for s in SubagentStatus}
+    wanted: set[SubagentStatus] = set()
+    for part in ",".join(values).split(","):
+        name = part.strip().lower()
+        if name not in allowed:
+            raise HTTPException(
+                400, f"unknown status {part.strip()!r}; use one of: {', '.join(allowed)}"
+            )
+        wanted.add(allowed[name])
+    return wanted
 
 
 def parse_seq(value: str, what: str) -> int:

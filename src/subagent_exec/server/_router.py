@@ -10,7 +10,6 @@ annotations at decoration time, and some of them are local to ``create_router``.
 
 import html
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -24,9 +23,15 @@ from .._checks import check_callable, check_int, check_number
 from .._errors import CapacityError, RuntimeClosedError
 from .._result import SubagentResult
 from .._runtime import SubagentRuntime
-from .._status import SubagentStatus
 from . import _schema as schema
-from ._inputs import MAX_SEQ_DIGITS, read_json_object, resume_point
+from ._inputs import (
+    MAX_SEQ_DIGITS,
+    TASK_ID_RE,
+    check_task_id,
+    parse_statuses,
+    read_json_object,
+    resume_point,
+)
 from ._json import SafeJSONResponse
 from ._origin import check_allowed_origins, same_origin_guard
 from ._runs import DEFAULT_PROMPT, RunStarter, start_demo_run
@@ -41,9 +46,6 @@ from ._subtree import Subtree
 
 logger = logging.getLogger("subagent_exec.server")
 
-#: Task ids the API accepts in a path or filter. Engine ids are uuid4 hex; a
-#: host that picks its own ids must keep to these characters to address them.
-TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_REASON_CHARS = 1000
 MAX_PROMPT_CHARS = 8000
 _STATIC_FILES = {
@@ -392,26 +394,3 @@ def checked_owner(owner: object) -> str | None:
 
 def visible(holder: SubagentResult | None, owner: str | None) -> bool:
     return holder is not None and holder.owner == owner
-
-
-def check_task_id(value: str, what: str) -> None:
-    if not TASK_ID_RE.fullmatch(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise HTTPException(
-            400, f"invalid {what} {shown!r}: use 1-128 characters from A-Z a-z 0-9 . _ : -"
-        )
-
-
-def parse_statuses(values: list[str] | None) -> set[SubagentStatus] | None:
-    if not values:
-        return None
-    allowed = {s.value: s for s in SubagentStatus}
-    wanted: set[SubagentStatus] = set()
-    for part in ",".join(values).split(","):
-        name = part.strip().lower()
-        if name not in allowed:
-            raise HTTPException(
-                400, f"unknown status {part.strip()!r}; use one of: {', '.join(allowed)}"
-            )
-        wanted.add(allowed[name])
-    return wanted
