@@ -144,7 +144,9 @@ class StreamClient:
 
 class EventBuffer:
     """A bounded, seq-ordered ring of the runtime's task events, shared by all
-    stream clients of one router."""
+    stream clients of one router: at most ``capacity`` events and ``max_bytes``
+    bytes (frames plus ``EVENT_OVERHEAD_BYTES`` each; ``size_bytes`` says what
+    it holds), the oldest dropped first."""
 
     def __init__(
         self,
