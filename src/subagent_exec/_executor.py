@@ -41,7 +41,7 @@ class SubagentExecutor:
             raise TypeError(f"config must be a SubagentConfig, got {type(config).__name__}")
         self.config = config
         self.tools = config.select_tools(list(tools))  # ValueError names unknown tools
-        if config.graph_factory is None:
+        if config.graph_factory is None or config.graph_factory_takes_model:
             if config.model is None:
                 raise ValueError(
                     f"SubagentConfig of {config.name!r} has neither model nor graph_factory; "
