@@ -45,8 +45,14 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # The Ray backend is imported only when asked for: the core never imports ray.
     if name in ("RayBackend", "RayWorkerPool", "RemoteTaskTool"):
-        from ._backends import ray as ray_backend
-
+        try:
+            from ._backends import ray as ray_backend
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] != "ray":
+                raise
+            raise ImportError(
+                f"subagent_exec.{name} needs Ray: pip install 'subagent-exec[ray]'"
+            ) from exc
         return getattr(ray_backend, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
