@@ -1,20 +1,34 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both create the local virtual environment (.venv) on first use.
+# Both create the local virtual environment (.venv) on first use. `make demo`
+# installs only what the demo needs (the package and the `demo` extra);
+# `make test` installs the rest (the `test` extra: server, Ray, deepagents,
+# selenium, ruff, mypy, ...). Either order works, and either alone.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet
+DEMO_STAMP := $(VENV)/.demo-installed
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3 ..."; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -m venv $(VENV)
+
+# The test stamp covers the demo (the test extra includes the demo extra).
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	@if [ $(STAMP) -nt pyproject.toml ]; then echo "demo: already installed by make test"; \
+	else echo "installing the package and the demo extra (rich) into $(VENV)"; \
+	$(PIP) -e '.[demo]'; fi
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "installing the package and the test extra (server, ray, deepagents, demo, selenium, pytest, ruff, mypy, ...) into $(VENV)"
+	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m subagent_exec.demo
 
 lint: $(STAMP)
