@@ -162,6 +162,27 @@ def test_subagent_configs_join_the_deepagents_ones_and_may_take_their_names(
     assert sorted(m.text for m in result["messages"] if m.type == "tool") == ["4", "X done my way"]
 
 
+def test_our_configs_get_a_task_tool_when_deepagents_builds_none(runtime: SubagentRuntime) -> None:
+    """A harness profile may disable the general-purpose sub-agent; with no
+    deepagents spec left, deepagents builds no task tool at all."""
+    deepagents.register_harness_profile(
+        "sxtest:no-general-purpose",
+        deepagents.HarnessProfile(
+            general_purpose_subagent=deepagents.GeneralPurposeSubagentProfile(enabled=False)
+        ),
+    )
+    lead = ScriptedChatModel(
+        model_name="sxtest:no-general-purpose",
+        script={"Go": [tool_calls(delegate("checker", "check it")), "Checked."]},
+    )
+    assert "task" not in lead_tools(deepagents.create_deep_agent(lead))
+    checker = SubagentConfig(name="checker", model=ScriptedChatModel(default="fine"))
+    agent = create_deep_agent(lead, subagents=[checker], runtime=runtime)
+    assert isinstance(lead_tools(agent)["task"], TaskTool)
+    result = asyncio.run(agent.ainvoke({"messages": [("user", "Go")]}))
+    assert [m.text for m in result["messages"] if m.type == "tool"] == ["fine"]
+
+
 # -- alongside: deepagents' task stays, ours is added ------------------------------------------
 
 
