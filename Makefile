@@ -1,9 +1,9 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both create the local virtual environment (.venv) on first use. `make demo`
 # installs only what the demo needs (the package's dependencies and the
-# `demo` extra);
-# `make test` installs the rest (the `test` extra: server, Ray, deepagents,
-# selenium, ruff, mypy, ...). Either order works, and either alone.
+# `demo` extra); `make test` installs the rest (the `test` extra: server,
+# Ray, deepagents, selenium, ruff, mypy, ...). Either order works, and
+# either alone.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,7 +16,7 @@ PIP = $(if $(wildcard $(VENV)/bin/pip),$(PY) -m pip,$(PYTHON) -m pip --python $(
 DEMO_STAMP := $(VENV)/.demo-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test lint typecheck architecture unit bench bench-quick clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11) on PATH, or run: make PYTHON=python3 ..."; exit 1; }
@@ -50,10 +50,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy src/
 
+# No import cycles and the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+architecture: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+
 unit: $(STAMP)
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+test: lint typecheck architecture unit
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

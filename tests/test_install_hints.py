@@ -39,9 +39,8 @@ def test_each_optional_extra_names_its_pip_install_line() -> None:
     )
     hints = json.loads(done.stdout.strip().splitlines()[-1])
     assert hints["core"] == "imported"  # the core and its test doubles need no extra
-    assert hints["ray"] == (
-        "ImportError: subagent_exec.RayBackend needs Ray: pip install 'subagent-exec[ray]'"
-    )
+    assert hints["ray"].startswith("ImportError: ")
+    assert hints["ray"].endswith("needs Ray: pip install 'subagent-exec[ray]'")
     assert "pip install 'subagent-exec[ray]'" in hints["ray-pool"]
     assert hints["deepagents"].startswith("ImportError: subagent_exec.integrations.deepagents")
     assert hints["deepagents"].endswith("pip install 'subagent-exec[deepagents]'")

@@ -400,7 +400,7 @@ def test_stopping_a_delegating_sub_agent_stops_its_child(rt: SubagentRuntime) ->
     events: list[dict[str, Any]] = []
     slow = SubagentConfig(name="worker", graph_factory=functools.partial(working_graph, 30.0))
     task = _nested_tool(rt, slow, events)
-    planner = rt.get(task._executors["planner"].execute_async("plan it"))
+    planner = rt.get(task.executors["planner"].execute_async("plan it"))
     assert planner is not None
     assert wait_until(lambda: len(planner.children) == 1)
     child = rt.get(planner.children[0])
@@ -460,11 +460,15 @@ def test_a_picklable_model_instance_travels(ray_rt: SubagentRuntime) -> None:
     assert holder.result == "sent as is"
 
 
-def test_remote_task_tool_outside_a_run_says_so(ray_pool: Any) -> None:
-    from subagent_exec import RemoteTaskTool
+def _remote_task_tool() -> Any:
+    from subagent_exec._backends.ray import RemoteTool
 
+    return RemoteTool.standing_in_for(make_task_tool([SubagentConfig(name="w", model="x:y")]))
+
+
+def test_remote_task_tool_outside_a_run_says_so(ray_pool: Any) -> None:
     call = {"description": "d", "prompt": "p", "subagent_type": "worker"}
-    tool = RemoteTaskTool()
+    tool = _remote_task_tool()
     for result in (
         tool.invoke(_tool_call(call)),
         asyncio.run(tool.ainvoke(_tool_call(call))),
@@ -474,31 +478,31 @@ def test_remote_task_tool_outside_a_run_says_so(ray_pool: Any) -> None:
 
 
 def test_remote_task_tool_sync_call_is_served_through_the_runs_loop(ray_pool: Any) -> None:
-    from subagent_exec import RemoteTaskTool
-    from subagent_exec._backends.ray import _Channel, _channel
+    from subagent_exec._backends.ray.delegation import CALL, Channel, current_channel
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def open_channel() -> _Channel:
-        return _Channel(asyncio.Queue())
+    async def open_channel() -> Channel:
+        return Channel(asyncio.Queue())
 
-    async def answer(channel: _Channel) -> dict[str, Any]:
-        kind, request_id, request = await channel.queue.get()  # type: ignore[misc]
-        assert kind == "task"
-        channel.replies[request_id].set_result(
-            {"content": f"did {request['prompt']}", "status": "success", "artifact": None}
+    async def answer(channel: Channel) -> dict[str, Any]:
+        kind, request_id, request = await channel.outbox.get()  # type: ignore[misc]
+        assert kind == CALL
+        channel.answer(
+            request_id,
+            {"content": f"did {request['args']['prompt']}", "status": "success", "artifact": None},
         )
-        return request  # type: ignore[no-any-return]
+        return request["args"]  # type: ignore[no-any-return]
 
     try:
         channel = asyncio.run_coroutine_threadsafe(open_channel(), loop).result(SETTLE)
         served = asyncio.run_coroutine_threadsafe(answer(channel), loop)
         context = contextvars.Context()
-        context.run(_channel.set, channel)
+        context.run(current_channel.set, channel)
         call = {"description": "d", "prompt": "the piece", "subagent_type": "worker"}
-        result = context.run(RemoteTaskTool().invoke, _tool_call(call))
+        result = context.run(_remote_task_tool().invoke, _tool_call(call))
         assert result.text == "did the piece" and result.status == "success"
         assert served.result(SETTLE)["subagent_type"] == "worker"
     finally:
@@ -647,7 +651,7 @@ def test_ray_cancel_is_the_second_line_for_a_run_that_swallows_our_stop(
     make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
 ) -> None:
     from subagent_exec import RayBackend
-    from subagent_exec._backends.ray import SECOND_LINE_SECONDS
+    from subagent_exec._backends.ray.driver import SECOND_LINE_SECONDS
 
     rt = make_runtime(
         max_workers=2, cleanup_timeout_seconds=8.0, backend=RayBackend(pool=lone_pool)
@@ -719,25 +723,29 @@ def test_ray_backend_with_its_own_pool_kills_it_at_shutdown(ray_pool: Any) -> No
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "expected"),
+    ("kwargs", "expected", "error"),
     [
-        ({"num_cpus": 2}, "num_cpus is only used with start_local=True"),
-        ({"address": "auto", "start_local": True}, "either address"),
-        ({"address": ""}, "RayBackend.address"),
-        ({"start_local": True, "num_cpus": 0}, "num_cpus must be an int >= 1"),
-        ({"pool": "mine"}, "RayBackend.pool must be a RayWorkerPool"),
+        ({"num_cpus": 2}, "num_cpus is only used with start_local=True", ValueError),
+        ({"address": "auto", "start_local": True}, "either address", ValueError),
+        ({"address": ""}, "RayBackend.address", ValueError),
+        ({"start_local": True, "num_cpus": 0}, "num_cpus must be an int >= 1", ValueError),
+        ({"pool": "mine"}, "RayBackend.pool must be a RayWorkerPool", TypeError),
     ],
 )
-def test_ray_backend_bad_arguments_are_named(kwargs: dict[str, Any], expected: str) -> None:
+def test_ray_backend_bad_arguments_are_named(
+    kwargs: dict[str, Any], expected: str, error: type[Exception]
+) -> None:
     from subagent_exec import RayBackend
 
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(error, match=expected):
         RayBackend(**kwargs)
 
 
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend must be 'thread', 'ray' or a backend object"):
         SubagentRuntime(backend="dask")
+    with pytest.raises(TypeError, match="backend must be 'thread', 'ray' or a backend object"):
+        SubagentRuntime(backend=42)  # type: ignore[arg-type]
 
 
 def test_a_backend_object_serves_one_runtime(make_runtime: Callable[..., SubagentRuntime]) -> None:

@@ -69,7 +69,7 @@ def cancel_and_time(runtime: SubagentRuntime, task_id: str, reason: str) -> floa
 
 def test_cancel_unknown_task_is_false(runtime: SubagentRuntime) -> None:
     assert runtime.request_cancel("no-such-task") is False
-    assert runtime.request_cancel_background_task("no-such-task", "why") is False
+    assert runtime.request_cancel("no-such-task", "why") is False
 
 
 def test_cancel_terminal_task_is_false_and_changes_nothing(runtime: SubagentRuntime) -> None:

@@ -295,12 +295,12 @@ def test_cleanup_background_task(runtime: SubagentRuntime) -> None:
     running = executor(runtime, slow_graph(probe)).execute_async("running")
     assert probe.started.wait(SETTLE)
     finished = executor(runtime, reply_graph()).execute("finished")
-    assert runtime.cleanup_background_task(running) is False  # not terminal: kept
+    assert runtime.cleanup(running) is False  # not terminal: kept
     assert runtime.get(running) is not None
-    assert runtime.cleanup_background_task(finished.task_id) is True
+    assert runtime.cleanup(finished.task_id) is True
     assert runtime.get(finished.task_id) is None
-    assert runtime.cleanup_background_task(finished.task_id) is False  # already gone
-    assert runtime.cleanup_background_task("never-existed") is False
+    assert runtime.cleanup(finished.task_id) is False  # already gone
+    assert runtime.cleanup("never-existed") is False
     # The holder the caller kept is still readable after cleanup.
     assert finished.status is SubagentStatus.COMPLETED
 

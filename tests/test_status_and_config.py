@@ -53,28 +53,33 @@ def test_config_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "field", "error"),
     [
-        ({"name": ""}, "name"),
-        ({"name": "   "}, "name"),
-        ({"max_turns": 0}, "max_turns"),
-        ({"max_turns": -3}, "max_turns"),
-        ({"max_turns": 2.5}, "max_turns"),
-        ({"max_turns": True}, "max_turns"),
-        ({"timeout_seconds": 0}, "timeout_seconds"),
-        ({"timeout_seconds": -1.0}, "timeout_seconds"),
-        ({"timeout_seconds": math.nan}, "timeout_seconds"),
-        ({"timeout_seconds": "10"}, "timeout_seconds"),
-        ({"model": ""}, "model"),
-        ({"model": 42}, "model"),
-        ({"tools": "search"}, "tools"),
-        ({"tools": ["search", ""]}, "tools"),
-        ({"graph_factory": "not callable"}, "graph_factory"),
+        ({"name": ""}, "name", ValueError),
+        ({"name": "   "}, "name", ValueError),
+        ({"name": 7}, "name", TypeError),
+        ({"max_turns": 0}, "max_turns", ValueError),
+        ({"max_turns": -3}, "max_turns", ValueError),
+        ({"max_turns": 2.5}, "max_turns", TypeError),
+        ({"max_turns": True}, "max_turns", TypeError),
+        ({"timeout_seconds": 0}, "timeout_seconds", ValueError),
+        ({"timeout_seconds": -1.0}, "timeout_seconds", ValueError),
+        ({"timeout_seconds": math.nan}, "timeout_seconds", ValueError),
+        ({"timeout_seconds": "10"}, "timeout_seconds", TypeError),
+        ({"model": ""}, "model", ValueError),
+        ({"model": 42}, "model", TypeError),
+        ({"tools": "search"}, "tools", TypeError),
+        ({"tools": ["search", ""]}, "tools", ValueError),
+        ({"tools": ["search", 3]}, "tools", TypeError),
+        ({"graph_factory": "not callable"}, "graph_factory", TypeError),
     ],
 )
-def test_invalid_config_names_the_field(kwargs: dict[str, Any], field: str) -> None:
+def test_invalid_config_names_the_field(
+    kwargs: dict[str, Any], field: str, error: type[Exception]
+) -> None:
+    """Wrong type -> TypeError, wrong value -> ValueError; both name the field."""
     options: dict[str, Any] = {"name": "worker", "model": "inherit", **kwargs}
-    with pytest.raises(ValueError, match=rf"SubagentConfig\.{field}\b"):
+    with pytest.raises(error, match=rf"SubagentConfig\.{field}\b"):
         SubagentConfig(**options)
 
 
@@ -125,17 +130,22 @@ def test_empty_task_is_refused(runtime: SubagentRuntime) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "field", "error"),
     [
-        ({"max_workers": 0}, "max_workers"),
-        ({"max_pending": -1}, "max_pending"),
-        ({"max_depth": 0}, "max_depth"),
-        ({"retain_max": -1}, "retain_max"),
-        ({"retain_ttl_seconds": 0}, "retain_ttl_seconds"),
-        ({"cancel_grace_seconds": -0.1}, "cancel_grace_seconds"),
-        ({"cleanup_timeout_seconds": 0}, "cleanup_timeout_seconds"),
+        ({"max_workers": 0}, "max_workers", ValueError),
+        ({"max_workers": 2.0}, "max_workers", TypeError),
+        ({"max_pending": -1}, "max_pending", ValueError),
+        ({"max_depth": 0}, "max_depth", ValueError),
+        ({"retain_max": -1}, "retain_max", ValueError),
+        ({"retain_max": "10"}, "retain_max", TypeError),
+        ({"retain_ttl_seconds": 0}, "retain_ttl_seconds", ValueError),
+        ({"cancel_grace_seconds": -0.1}, "cancel_grace_seconds", ValueError),
+        ({"cancel_grace_seconds": None}, "cancel_grace_seconds", TypeError),
+        ({"cleanup_timeout_seconds": 0}, "cleanup_timeout_seconds", ValueError),
     ],
 )
-def test_invalid_runtime_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValueError, match=rf"SubagentRuntime\.{field}\b"):
+def test_invalid_runtime_options_name_the_field(
+    kwargs: dict[str, Any], field: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=rf"SubagentRuntime\.{field}\b"):
         SubagentRuntime(**kwargs)

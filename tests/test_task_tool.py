@@ -382,21 +382,29 @@ def test_tool_description_and_schema_show_the_sub_agents() -> None:
 
 
 @pytest.mark.parametrize(
-    ("subagents", "kwargs", "expected"),
+    ("subagents", "kwargs", "expected", "error"),
     [
-        ([], {}, "at least one SubagentConfig"),
-        (["researcher"], {}, "must be SubagentConfig"),
-        ([SubagentConfig(name="a", model="inherit")] * 2, {"parent_model": "x:y"}, "unique"),
+        ([], {}, "at least one SubagentConfig", ValueError),
+        (["researcher"], {}, "must be SubagentConfig", TypeError),
+        (
+            [SubagentConfig(name="a", model="inherit")] * 2,
+            {"parent_model": "x:y"},
+            "unique",
+            ValueError,
+        ),
         (
             [SubagentConfig(name="a", model="inherit")],
             {"tools": [lookup], "name": "lookup"},
             "already holds a tool named 'lookup'",
+            ValueError,
         ),
-        ([SubagentConfig(name="a", model="inherit")], {"name": " "}, "name must be"),
+        ([SubagentConfig(name="a", model="inherit")], {"name": " "}, "name must be", ValueError),
     ],
 )
-def test_bad_construction_is_refused(subagents: Any, kwargs: dict[str, Any], expected: str) -> None:
-    with pytest.raises(ValueError, match=expected):
+def test_bad_construction_is_refused(
+    subagents: Any, kwargs: dict[str, Any], expected: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=expected):
         make_task_tool(subagents, **kwargs)
 
 
@@ -410,8 +418,8 @@ def test_only_sub_agents_that_allow_it_get_the_task_tool() -> None:
         tools=[lookup],
         name="delegate",
     )
-    assert [t.name for t in task._executors["leaf"].tools] == ["lookup"]
-    assert [t.name for t in task._executors["branch"].tools] == ["lookup", "delegate"]
+    assert [t.name for t in task.executors["leaf"].tools] == ["lookup"]
+    assert [t.name for t in task.executors["branch"].tools] == ["lookup", "delegate"]
 
 
 # -- middleware and sync graphs -------------------------------------------------------------

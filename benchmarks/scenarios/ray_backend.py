@@ -7,7 +7,7 @@ initialised Ray, and shut down afterwards if started here) with one pool of
 measured on both backends with the same sub-agents:
 
 * stop latency of a RUNNING sub-agent in a long await (target p99 < 30 ms on
-  Ray): from ``request_cancel_background_task`` to ``wait()`` returning;
+  Ray): from ``request_cancel`` to ``wait()`` returning;
 * stop of a 31-node tree (1 + 5 + 25, all RUNNING), to the last node
   terminal. The children are started from the host with ``parent_id`` on
   both backends, so both register the same tree the same way (a sub-agent
@@ -164,7 +164,7 @@ def _stop_latency(
             wait_until(functools.partial(_is_working, holder), 30.0, "the sub-agent to run")
             time.sleep(rng.uniform(0.002, 0.05))  # inside its 60 s await
             began = time.perf_counter()
-            rt.request_cancel_background_task(holder.task_id, "benchmark stop")
+            rt.request_cancel(holder.task_id, "benchmark stop")
             holder.wait()
             samples.append(ms(time.perf_counter() - began))
             wrong += holder.status is not SubagentStatus.CANCELLED
@@ -202,7 +202,7 @@ def _tree_stop(result: ScenarioResult, rt: SubagentRuntime, backend: str, trials
                 level = below
             wait_until(functools.partial(_all_working, tree), 60.0, "the tree to run")
             began = time.perf_counter()
-            rt.request_cancel_background_task(root.task_id, "benchmark stop")
+            rt.request_cancel(root.task_id, "benchmark stop")
             for holder in tree:
                 holder.wait()
             to_last.append(ms(time.perf_counter() - began))

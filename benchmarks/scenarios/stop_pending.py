@@ -50,7 +50,7 @@ def run(options: Options) -> ScenarioResult:
             for task_id, holder in zip(ids, holders, strict=True):
                 assert holder is not None
                 started = time.perf_counter()
-                runtime.request_cancel_background_task(task_id, "benchmark stop")
+                runtime.request_cancel(task_id, "benchmark stop")
                 holder.wait()
                 latencies.append(ms(time.perf_counter() - started))
             runtime.request_cancel(blocker_id, "round over")

@@ -1,6 +1,6 @@
 """Scenario 1: stop latency of a RUNNING sub-agent in a long await.
 
-From ``request_cancel_background_task`` to the status being terminal (the
+From ``request_cancel`` to the status being terminal (the
 moment ``SubagentResult.wait()`` returns in the caller). The sub-agent is a
 real ``create_agent`` agent inside a long model call (ScriptedChatModel,
 latency really awaited) or a long async tool call. The stop is issued at a
@@ -77,7 +77,7 @@ def run(options: Options) -> ScenarioResult:
                 wait_event(probe.event(task), 10.0, f"{task} to enter its await")
                 time.sleep(rng.uniform(*offset))
                 started = time.perf_counter()
-                runtime.request_cancel_background_task(task_id, "benchmark stop")
+                runtime.request_cancel(task_id, "benchmark stop")
                 holder.wait()
                 latencies[kind].append(ms(time.perf_counter() - started))
                 if holder.status is not SubagentStatus.CANCELLED:

@@ -52,7 +52,7 @@ def run(options: Options) -> ScenarioResult:
 
             cpu_started = time.process_time()
             started = time.perf_counter()
-            runtime.request_cancel_background_task(root_id, "benchmark stop")
+            runtime.request_cancel(root_id, "benchmark stop")
             root.wait()
             to_root.append(ms(time.perf_counter() - started))
             for holder in tree:

@@ -8,9 +8,17 @@ cascades down the whole tree.
 
 from typing import TYPE_CHECKING, Any
 
-from ._backends.base import Backend
 from ._config import SubagentConfig
 from ._context import get_current_task_id
+from ._contract import (
+    Backend,
+    BackendSettings,
+    RunEnding,
+    RunFunction,
+    RunHandle,
+    RunOutcome,
+    TaskTicket,
+)
 from ._default import (
     cleanup_background_task,
     configure,
@@ -31,41 +39,40 @@ from ._errors import (
 )
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
+from ._middleware import SubagentMiddleware
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
-from ._task_tool import SubagentMiddleware, TaskTool, make_task_tool
+from ._task_tool import TaskTool, make_task_tool
 
 if TYPE_CHECKING:
-    from ._backends.ray import RayBackend, RayWorkerPool, RemoteTaskTool
+    from ._backends.ray import RayBackend, RayWorkerPool
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     # The Ray backend is imported only when asked for: the core never imports ray.
-    if name in ("RayBackend", "RayWorkerPool", "RemoteTaskTool"):
-        try:
-            from ._backends import ray as ray_backend
-        except ModuleNotFoundError as exc:
-            if exc.name is None or exc.name.partition(".")[0] != "ray":
-                raise
-            raise ImportError(
-                f"subagent_exec.{name} needs Ray: pip install 'subagent-exec[ray]'"
-            ) from exc
+    if name in ("RayBackend", "RayWorkerPool"):
+        from ._backends import ray as ray_backend
+
         return getattr(ray_backend, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Backend",
+    "BackendSettings",
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",
     "ModelBindingError",
     "RayBackend",
     "RayWorkerPool",
-    "RemoteTaskTool",
+    "RunEnding",
+    "RunFunction",
+    "RunHandle",
+    "RunOutcome",
     "RuntimeClosedError",
     "SubagentConfig",
     "SubagentError",
@@ -75,6 +82,7 @@ __all__ = [
     "SubagentRuntime",
     "SubagentStatus",
     "TaskEvent",
+    "TaskTicket",
     "TaskTool",
     "UnknownTaskError",
     "cleanup_background_task",

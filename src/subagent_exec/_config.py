@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
+
+from ._checks import check_callable, check_int, check_number, check_text
 
 #: A chat model instance, a zero-argument factory returning one, a
 #: ``"provider:model"`` string for ``init_chat_model``, or ``"inherit"``.
@@ -51,35 +53,21 @@ class SubagentConfig:
     graph_factory: GraphFactory | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError("SubagentConfig.name must be a non-empty string")
-        if isinstance(self.max_turns, bool) or not isinstance(self.max_turns, int):
-            raise ValueError(
-                f"SubagentConfig.max_turns must be an int >= 1, got {self.max_turns!r}"
-            )
-        if self.max_turns < 1:
-            raise ValueError(f"SubagentConfig.max_turns must be >= 1, got {self.max_turns}")
-        if isinstance(self.timeout_seconds, bool) or not isinstance(
-            self.timeout_seconds, int | float
-        ):
-            raise ValueError(
-                f"SubagentConfig.timeout_seconds must be a number > 0, got {self.timeout_seconds!r}"
-            )
-        if not self.timeout_seconds > 0:  # also rejects NaN
-            raise ValueError(
-                f"SubagentConfig.timeout_seconds must be > 0, got {self.timeout_seconds}"
-            )
+        owner = "SubagentConfig"
+        check_text(owner, "name", self.name)
+        check_int(owner, "max_turns", self.max_turns, minimum=1)
+        check_number(owner, "timeout_seconds", self.timeout_seconds, positive=True, finite=True)
         if isinstance(self.model, str) and not self.model.strip():
             raise ValueError("SubagentConfig.model must not be an empty string")
         if self.model is not None and not (
             isinstance(self.model, str | BaseChatModel) or callable(self.model)
         ):
-            raise ValueError(
+            raise TypeError(
                 "SubagentConfig.model must be a chat model, a zero-argument factory, "
                 f"a 'provider:model' string or 'inherit', got {type(self.model).__name__}"
             )
-        if self.graph_factory is not None and not callable(self.graph_factory):
-            raise ValueError("SubagentConfig.graph_factory must be callable")
+        if self.graph_factory is not None:
+            check_callable(owner, "graph_factory", self.graph_factory)
         if self.graph_factory_takes_model and self.model is None:
             raise ValueError(
                 f"SubagentConfig.graph_factory of {self.name!r} takes the run's chat model, "
@@ -92,13 +80,19 @@ class SubagentConfig:
             if value is None:
                 continue
             if isinstance(value, str):
-                raise ValueError(
+                raise TypeError(
                     f"SubagentConfig.{attr} must be a sequence of tool names, not a string"
                 )
+            if not isinstance(value, Iterable):
+                raise TypeError(
+                    f"SubagentConfig.{attr} must be a sequence of tool names, got {value!r}"
+                )
             names = tuple(value)
-            bad = [n for n in names if not isinstance(n, str) or not n]
-            if bad:
-                raise ValueError(f"SubagentConfig.{attr} contains invalid tool names: {bad!r}")
+            not_text = [n for n in names if not isinstance(n, str)]
+            if not_text:
+                raise TypeError(f"SubagentConfig.{attr} must hold tool names, got {not_text!r}")
+            if "" in names:
+                raise ValueError(f"SubagentConfig.{attr} contains invalid tool names: {['']!r}")
             object.__setattr__(self, attr, names)
 
     @property
@@ -112,7 +106,7 @@ class SubagentConfig:
         Raises ``ValueError`` naming ``tools`` when the allow-list names a tool
         that is not available.
         """
-        by_name = {_tool_name(t): t for t in available}
+        by_name = {tool_name(t): t for t in available}
         if self.tools is None:
             chosen = list(available)
         else:
@@ -124,10 +118,53 @@ class SubagentConfig:
                 )
             chosen = [by_name[n] for n in self.tools]
         blocked = set(self.disallowed_tools)
-        return [t for t in chosen if _tool_name(t) not in blocked]
+        return [t for t in chosen if tool_name(t) not in blocked]
 
 
-def _tool_name(tool: Any) -> str:
+def check_configs(owner: str, subagents: object) -> list[SubagentConfig]:
+    """A non-empty sequence of ``SubagentConfig`` with unique names."""
+    if isinstance(subagents, SubagentConfig) or not isinstance(subagents, Iterable):
+        raise TypeError(
+            f"{owner}.subagents must be a sequence of SubagentConfig, got {subagents!r}"
+        )
+    configs = list(subagents)
+    bad = [type(c).__name__ for c in configs if not isinstance(c, SubagentConfig)]
+    if bad:
+        raise TypeError(f"{owner}.subagents must be SubagentConfig, got {bad}")
+    if not configs:
+        raise ValueError(f"{owner}.subagents: give at least one SubagentConfig")
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{owner}.subagents: sub-agent names must be unique, repeated: {duplicates}"
+        )
+    return configs
+
+
+def model_to_build(
+    subagent: str, model: ModelSpec | None, parent_model: ModelSpec | None
+) -> ModelSpec:
+    """The model spec a built-in sub-agent is built from (``"inherit"``
+    resolved); ``ValueError`` saying what to set when there is none."""
+    if model is None:
+        raise ValueError(
+            f"SubagentConfig of {subagent!r} has neither model nor graph_factory; "
+            "set model=... (or 'inherit' with parent_model=...) or graph_factory=..."
+        )
+    if model == INHERIT:
+        if parent_model is None or parent_model == INHERIT:
+            raise ValueError(
+                f"SubagentConfig.model of {subagent!r} is 'inherit' but no parent_model "
+                "was given; pass parent_model=... to SubagentExecutor / make_task_tool / "
+                "SubagentMiddleware"
+            )
+        return parent_model
+    return model
+
+
+def tool_name(tool: Any) -> str:
+    """The name a tool is selected by (``.name``, or a function's ``__name__``)."""
     name = getattr(tool, "name", None) or getattr(tool, "__name__", None)
     if not isinstance(name, str):
         raise ValueError(f"tool {tool!r} has no name")

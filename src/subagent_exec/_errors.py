@@ -32,3 +32,8 @@ class MaxTurnsExceeded(SubagentError):
 
 class ModelBindingError(SubagentError):
     """A chat model cannot safely run on a sub-agent's own event loop."""
+
+
+def describe(exc: BaseException) -> str:
+    """``"OriginalType: message"``: the form of every ``error`` a task records."""
+    return f"{type(exc).__name__}: {exc}"

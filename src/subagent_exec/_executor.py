@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
-from ._config import INHERIT, SubagentConfig
-from ._context import current_runtime, current_task_id
+from ._checks import check_number, check_optional_text
+from ._config import INHERIT, SubagentConfig, model_to_build
+from ._context import task_in_scope
 from ._default import get_default_runtime
 from ._models import ModelSpec, check_shareable
 from ._result import SubagentResult
-from ._run import run_subagent
+from ._run import SubagentRun, merge_callbacks
 from ._runtime import SubagentRuntime
 
 
@@ -24,7 +24,8 @@ class SubagentExecutor:
     ``tools`` are the tools the sub-agent may be given (filtered by the
     config's allow-list and ``disallowed_tools``); ``parent_model`` is used by
     ``model="inherit"``; ``runtime`` defaults to the process-wide runtime
-    (looked up at call time, so ``configure()`` takes effect).
+    (looked up at call time, so ``configure()`` takes effect); ``callbacks``
+    are tracing handlers for every run (they come before a call's own).
     """
 
     def __init__(
@@ -39,30 +40,67 @@ class SubagentExecutor:
     ) -> None:
         if not isinstance(config, SubagentConfig):
             raise TypeError(f"config must be a SubagentConfig, got {type(config).__name__}")
+        if runtime is not None and not isinstance(runtime, SubagentRuntime):
+            raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
         self.config = config
         self.tools = config.select_tools(list(tools))  # ValueError names unknown tools
         if config.graph_factory is None or config.graph_factory_takes_model:
-            if config.model is None:
-                raise ValueError(
-                    f"SubagentConfig of {config.name!r} has neither model nor graph_factory; "
-                    "set model=... (or 'inherit' with parent_model=...) or graph_factory=..."
-                )
-            if config.model == INHERIT and (parent_model is None or parent_model == INHERIT):
-                raise ValueError(
-                    f"SubagentConfig.model of {config.name!r} is 'inherit' but no parent_model "
-                    "was given; pass parent_model=... to the executor"
-                )
+            model_to_build(config.name, config.model, parent_model)  # ValueError: what to set
         check_shareable(config.model, subagent=config.name)
         if config.model == INHERIT:
             check_shareable(parent_model, subagent=config.name)
         self.parent_model = parent_model
-        self.trace_id = trace_id
+        self.trace_id = check_optional_text("SubagentExecutor", "trace_id", trace_id)
         self._runtime = runtime
         self._callbacks = tuple(callbacks)
 
     @property
     def runtime(self) -> SubagentRuntime:
         return self._runtime if self._runtime is not None else get_default_runtime()
+
+    def start(
+        self,
+        task: str,
+        *,
+        task_id: str | None = None,
+        parent_id: str | None = None,
+        owner: str | None = None,
+        callbacks: Sequence[Any] | BaseCallbackManager = (),
+    ) -> SubagentResult:
+        """Start the sub-agent in the background and return its result holder.
+
+        The holder itself, not just its id: with a small ``retain_max`` a task
+        that ends at once may be evicted before a lookup by id could find it.
+        ``parent_id`` defaults to the sub-agent this is called from (if any, on
+        the same runtime), so nested calls build the tree by themselves.
+        ``callbacks``: tracing handlers for this run (a callback manager keeps
+        its tracing parent).
+        """
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a string describing the work, got {task!r}")
+        if not task.strip():
+            raise ValueError("task must be a non-empty string describing the work")
+        runtime = self.runtime
+        if parent_id is None:
+            parent_id = task_in_scope(runtime)
+        run = SubagentRun(
+            config=self.config,
+            tools=tuple(self.tools),
+            parent_model=self.parent_model,
+            callbacks=merge_callbacks(self._callbacks, callbacks),
+        )
+        return runtime.submit(
+            subagent_name=self.config.name,
+            task=task,
+            run=run,
+            timeout_seconds=self.config.timeout_seconds,
+            task_id=task_id,
+            parent_id=parent_id,
+            trace_id=self.trace_id,
+            owner=owner,
+            # Nothing of the caller's context crosses (see _context.py).
+            context=contextvars.Context(),
+        )
 
     def execute_async(
         self,
@@ -73,50 +111,10 @@ class SubagentExecutor:
         owner: str | None = None,
         callbacks: Sequence[Any] | BaseCallbackManager = (),
     ) -> str:
-        """Start the sub-agent in the background and return its task id at once.
-
-        ``parent_id`` defaults to the sub-agent this is called from (if any, on
-        the same runtime), so nested calls build the tree by themselves.
-        """
-        return self._start(
-            self.runtime, task, task_id, parent_id, owner=owner, callbacks=callbacks
+        """Start the sub-agent in the background and return its task id at once."""
+        return self.start(
+            task, task_id=task_id, parent_id=parent_id, owner=owner, callbacks=callbacks
         ).task_id
-
-    def _start(
-        self,
-        runtime: SubagentRuntime,
-        task: str,
-        task_id: str | None = None,
-        parent_id: str | None = None,
-        *,
-        owner: str | None = None,
-        callbacks: Sequence[Any] | BaseCallbackManager = (),
-    ) -> SubagentResult:
-        # Returns the holder itself: with a small retain_max a task that ends
-        # at once may be evicted before a lookup by id could find it.
-        if not isinstance(task, str) or not task.strip():
-            raise ValueError("task must be a non-empty string describing the work")
-        if parent_id is None and current_runtime.get() is runtime:
-            parent_id = current_task_id.get()
-        run = functools.partial(
-            run_subagent,
-            config=self.config,
-            tools=self.tools,
-            parent_model=self.parent_model,
-            callbacks=_merge_callbacks(self._callbacks, callbacks),
-        )
-        holder = runtime.submit(
-            subagent_name=self.config.name,
-            task=task,
-            run=run,
-            timeout_seconds=self.config.timeout_seconds,
-            task_id=task_id,
-            parent_id=parent_id,
-            trace_id=self.trace_id,
-            owner=owner,
-            context=_carried_context(),
-        )
-        return holder
 
     def execute(self, task: str, timeout: float | None = None) -> SubagentResult:
         """Run the sub-agent and block until it is terminal.
@@ -124,17 +122,15 @@ class SubagentExecutor:
         If the wait is interrupted (KeyboardInterrupt) or ``timeout`` runs out,
         the sub-agent is cancelled, and we wait (bounded) for it to unwind.
         """
+        if timeout is not None:
+            check_number("execute", "timeout", timeout, positive=True, finite=True)
+        holder = self.start(task)
         runtime = self.runtime
-        holder = self._start(runtime, task)
-        task_id = holder.task_id
-        try:
-            finished = holder.wait(timeout)
-        except BaseException:
-            runtime.request_cancel(task_id, "the caller was interrupted")
-            holder.wait(runtime.cleanup_timeout_seconds + 1.0)
-            raise
-        if not finished:
-            runtime.request_cancel(task_id, f"execute() timeout of {timeout}s ran out")
+        runtime.wait_terminal_blocking(
+            holder, timeout=timeout, cancel_reason="the caller was interrupted"
+        )
+        if not holder.is_terminal:
+            runtime.request_cancel(holder.task_id, f"execute() timeout of {timeout}s ran out")
             holder.wait(runtime.cleanup_timeout_seconds + 1.0)
         return holder
 
@@ -144,25 +140,4 @@ class SubagentExecutor:
         A ``CancelledError`` here cancels the sub-agent and propagates once the
         sub-agent has stopped (bounded by the runtime's cleanup timeout).
         """
-        runtime = self.runtime
-        return await runtime.wait_terminal(self._start(runtime, task))
-
-
-def _merge_callbacks(
-    own: Sequence[Any], extra: Sequence[Any] | BaseCallbackManager
-) -> Sequence[Any] | BaseCallbackManager:
-    """The executor's handlers plus the call's; a manager stays a manager so the
-    tracing parent it carries (``parent_run_id``) survives."""
-    if isinstance(extra, BaseCallbackManager):
-        manager = extra.copy()
-        for handler in own:
-            manager.add_handler(handler, inherit=True)
-        return manager
-    return (*own, *extra)
-
-
-def _carried_context() -> contextvars.Context:
-    """What crosses into the sub-agent's loop: an empty context. Tracing parents
-    are passed explicitly as callbacks by the task tool (see _context.py)."""
-    return contextvars.Context()
-
+        return await self.runtime.wait_terminal(self.start(task))

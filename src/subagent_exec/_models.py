@@ -6,7 +6,7 @@ first event loop that used them, so the same model used from another
 sub-agent's loop fails with "Event loop is closed" once the first loop is
 gone. Every sub-agent here has its own loop, so each run gets its own HTTP
 client: we copy the model and give the copy a fresh async client, which is
-closed when the run ends. See docs in README ("Real models on many loops").
+closed when the run ends. See README.md, "Real models on many loops".
 
 A model whose async HTTP client the user supplied cannot be re-created by us
 (we cannot clone an arbitrary ``httpx.AsyncClient``). As a shared instance it
@@ -20,10 +20,10 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from ._config import INHERIT, ModelSpec
+from ._config import ModelSpec, model_to_build
+from ._errors import ModelBindingError
 
 __all__ = ["ModelSpec", "bind_to_running_loop", "check_shareable", "resolve_model"]
-from ._errors import ModelBindingError
 
 AsyncClose = Callable[[], Awaitable[None]]
 
@@ -39,17 +39,7 @@ def resolve_model(
 
     Returns the model and an async ``close`` for the per-run resources.
     """
-    if spec == INHERIT:
-        if parent_model is None or parent_model == INHERIT:
-            raise ValueError(
-                f"SubagentConfig.model of {subagent!r} is 'inherit' but the executor has no "
-                "parent_model; pass parent_model=... to SubagentExecutor/make_task_tool"
-            )
-        spec = parent_model
-    if spec is None:
-        raise ValueError(
-            f"SubagentConfig of {subagent!r} has neither model nor graph_factory; set one"
-        )
+    spec = model_to_build(subagent, spec, parent_model)
     shared_instance = isinstance(spec, BaseChatModel)
     if isinstance(spec, str):
         from langchain.chat_models import init_chat_model

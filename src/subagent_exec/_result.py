@@ -11,6 +11,19 @@ runtime's single lock. The rules they enforce:
   have run), except for a PENDING task, which is stopped at once.
 * The first terminal write wins; a later completion, failure or stop is
   ignored, and ``completed_at`` is set together with the status.
+* AI messages are recorded until a stop is requested or the task ends,
+  whichever comes first: nothing a run produces after its stop was asked for
+  is recorded or announced, except, with ``cancel_grace_seconds`` > 0, what
+  the call the grace period lets finish produces.
+
+Reading without the lock: each transition writes its payload first and the
+status last, so a thread that sees a status also sees what came with it
+(``started_at`` with RUNNING; ``result``, ``error``, ``stop_reason`` and
+``completed_at`` with a terminal status), and ``wait()`` returns only after
+all of it was written. ``to_dict()`` takes the lock and is always consistent.
+
+Who may call the transitions: the runtime's registry (which owns holders) and
+the task ticket it hands to a backend (``_contract.TaskTicket``); nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ._events import TaskEvent
 from ._status import SubagentStatus
 
 #: Called under the lock with (event kind, holder, data) after each transition.
@@ -82,6 +96,10 @@ class SubagentResult:
         self._lock = lock if lock is not None else threading.RLock()
         self._on_event = on_event
         self._ai_message_ids: set[str] = set()
+        # Invariant: every event published for this task, in seq order; appended
+        # under the lock by the registry, so a waiter that reads it and starts
+        # watching under the same lock sees each event exactly once.
+        self._history: list[TaskEvent] = []
 
     # -- reading ---------------------------------------------------------------
 
@@ -105,6 +123,21 @@ class SubagentResult:
             return None
         end = self.completed_at or _now()
         return (end - self.started_at).total_seconds()
+
+    @property
+    def log_prefix(self) -> str:
+        """``[task=<id> trace=<id>]``: how every log line about this task starts."""
+        return f"[task={self.task_id} trace={self.trace_id}]"
+
+    def last_ai_text(self) -> str | None:
+        """The text of the last AI message recorded so far, if any has text."""
+        with self._lock:
+            messages = list(self.ai_messages)
+        for message in reversed(messages):
+            text = message.get("text")
+            if text:
+                return str(text)
+        return None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the status is terminal; False if ``timeout`` ran out first."""
@@ -148,8 +181,8 @@ class SubagentResult:
         with self._lock:
             if self._status is not SubagentStatus.PENDING or self._stop_status is not None:
                 return False
-            self._status = SubagentStatus.RUNNING
             self.started_at = _now()
+            self._status = SubagentStatus.RUNNING  # last: see "Reading without the lock"
             self._on_event("started", self, {})
             return True
 
@@ -190,7 +223,6 @@ class SubagentResult:
             if self._status.is_terminal:
                 return False
             final = self._stop_status or status
-            self._status = final
             self.completed_at = _now()
             if result is not None:
                 self.result = result
@@ -203,14 +235,32 @@ class SubagentResult:
                 self.error = error
             if stop_reason is not None:
                 self.stop_reason = stop_reason
+            self._status = final  # last: see "Reading without the lock"
             self._done.set()
             self._on_event(final.value, self, {})
             return True
 
-    def _add_ai_message(self, message: dict[str, Any], message_id: str) -> bool:
-        """Record an AI message once (by id). False for a duplicate or after the end."""
+    def _record_event(self, event: TaskEvent) -> None:
+        """Keep ``event`` in this task's history (the registry calls it under the lock)."""
+        self._history.append(event)
+
+    def _events_so_far(self) -> list[TaskEvent]:
+        """This task's events up to now (call under the lock to pair with a watch)."""
         with self._lock:
-            if message_id in self._ai_message_ids or self._status.is_terminal:
+            return list(self._history)
+
+    def _add_ai_message(
+        self, message: dict[str, Any], message_id: str, *, after_stop: bool = False
+    ) -> bool:
+        """Record an AI message once (by id). False for a duplicate, after the
+        end, or once a stop was requested (unless ``after_stop``: a grace period
+        lets the call in flight at the stop finish, and its message counts)."""
+        with self._lock:
+            if (
+                message_id in self._ai_message_ids
+                or self._status.is_terminal
+                or (self._stop_status is not None and not after_stop)
+            ):
                 return False
             self._ai_message_ids.add(message_id)
             self.ai_messages.append(message)

@@ -11,8 +11,11 @@ separately by the runtime (``call_soon_threadsafe(task.cancel)``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -21,10 +24,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableBinding
 
 from ._config import SubagentConfig
+from ._contract import RunHandle, RunOutcome
 from ._errors import MaxTurnsExceeded
 from ._models import ModelSpec, resolve_model
-from ._result import SubagentResult
-from ._runtime import RunOutcome
 
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -40,8 +42,9 @@ class StopCheckpoint(BaseCallbackHandler):
     raise_error = True
     run_inline = True
 
-    def __init__(self, holder: SubagentResult, max_turns: int) -> None:
-        self._holder = holder
+    def __init__(self, handle: RunHandle, max_turns: int) -> None:
+        self._handle = handle
+        self._cancel_event = handle.cancel_event
         self._max_turns = max_turns
         self._turns = 0
         self._lock = threading.Lock()
@@ -51,8 +54,8 @@ class StopCheckpoint(BaseCallbackHandler):
         return self._turns
 
     def check(self) -> None:
-        if self._holder.cancel_event.is_set():
-            raise asyncio.CancelledError(f"subagent stop: {self._holder.cancel_reason}")
+        if self._cancel_event.is_set():
+            raise asyncio.CancelledError(f"subagent stop: {self._handle.cancel_reason}")
 
     def _model_call(self) -> None:
         self.check()
@@ -61,7 +64,7 @@ class StopCheckpoint(BaseCallbackHandler):
             turns = self._turns
         if turns > self._max_turns:
             raise MaxTurnsExceeded(
-                f"sub-agent {self._holder.subagent_name!r} reached max_turns={self._max_turns} "
+                f"sub-agent {self._handle.subagent_name!r} reached max_turns={self._max_turns} "
                 "model calls without finishing"
             )
 
@@ -84,13 +87,48 @@ class StopCheckpoint(BaseCallbackHandler):
         self.check()
 
 
+#: Content blocks whose ``"text"`` is what the model said (a block without a
+#: ``"type"`` counts: some providers and hand-written messages omit it).
+_TEXT_BLOCK_TYPES = (None, "text", "output_text")
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text of a message, from a string or from every common block shape:
+    plain strings, ``{"type": "text" | "output_text", "text": ...}`` and
+    ``{"text": ...}``; reasoning, thinking, tool-use and media blocks are not text."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") in _TEXT_BLOCK_TYPES:
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
+def message_key(message: AIMessage) -> str:
+    """What an AI message is recognised by when the values stream shows it again:
+    its id, or (for a message without one) its content, so a different message
+    is never taken for one already recorded."""
+    if message.id:
+        return message.id
+    seen = json.dumps(
+        [message.content, message.tool_calls, message.name], sort_keys=True, default=str
+    )
+    return "content-" + hashlib.sha256(seen.encode()).hexdigest()[:32]
+
+
 def message_record(message: AIMessage) -> dict[str, Any]:
     """The JSON-ready form of an AI message kept in ``SubagentResult.ai_messages``."""
     return {
         "id": message.id,
         "type": "ai",
         "name": message.name,
-        "text": message.text,
+        "text": message_text(message),
         "content": message.content,
         "tool_calls": [
             {"name": c["name"], "args": c["args"], "id": c.get("id")} for c in message.tool_calls
@@ -103,85 +141,94 @@ def final_text(messages: Sequence[Any], subagent: str) -> str:
     """The final answer: the text of the last AI message, or a clear statement."""
     for message in reversed(messages):
         if isinstance(message, AIMessage):
-            text = message.text
+            text = message_text(message)
             if text.strip():
                 return text
             return f"(sub-agent {subagent!r} ended with an AI message that has no text)"
     return f"(sub-agent {subagent!r} ended without producing any AI message)"
 
 
-async def run_subagent(
-    holder: SubagentResult,
-    *,
-    config: SubagentConfig,
-    tools: Sequence[Any],
-    parent_model: ModelSpec | None,
-    callbacks: Sequence[Any] | BaseCallbackManager = (),
-) -> RunOutcome:
-    """Build the sub-agent inside this loop, stream it, and return its answer."""
-    checkpoint = StopCheckpoint(holder, config.max_turns)
-    checkpoint.check()  # a run stopped before it began never builds anything
-    close = None
-    if config.graph_factory_takes_model:
-        model, close = resolve_model(config.model, parent_model, subagent=config.name)
-        graph: Runnable[Any, Any] = config.graph_factory(model)  # type: ignore[call-arg, misc]
-    elif config.graph_factory is not None:
-        graph = config.graph_factory()  # type: ignore[call-arg]
-    else:
-        from langchain.agents import create_agent
+@dataclass(frozen=True)
+class SubagentRun:
+    """One run of a sub-agent, as data: what ``SubagentExecutor`` submits and
+    what a remote backend sends to its workers. Calling it runs the sub-agent
+    on the current loop, reporting into ``handle``."""
 
-        model, close = resolve_model(config.model, parent_model, subagent=config.name)
-        graph = create_agent(model, tools=list(tools), system_prompt=config.system_prompt)
-    try:
-        checkpoint.check()
-        messages: list[Any] = []
-        run_config: dict[str, Any] = {
-            "callbacks": with_checkpoint(checkpoint, callbacks),
-            # Supersteps, not model turns (max_turns is enforced by the
-            # checkpoint); create_agent binds its own limit, which wins.
-            "recursion_limit": max(25, 4 * config.max_turns + 5),
-            "run_name": config.name,
-            "metadata": {
-                "subagent_task_id": holder.task_id,
-                "subagent_trace_id": holder.trace_id,
-                "subagent_name": config.name,
-            },
-        }
-        stream = graph.astream(
-            {"messages": [HumanMessage(content=holder.task)]},
-            config=run_config,  # type: ignore[arg-type]
-            **_stream_kwargs(graph),
-        )
-        async for state in stream:
-            if isinstance(state, dict) and isinstance(state.get("messages"), list):
-                messages = state["messages"]
-                _record_ai_messages(holder, messages)
+    config: SubagentConfig
+    #: The tools the sub-agent is given (already filtered by the config).
+    tools: tuple[Any, ...] = ()
+    #: The model ``model="inherit"`` resolves to.
+    parent_model: ModelSpec | None = None
+    #: Tracing handlers (a callback manager keeps its tracing parent).
+    callbacks: Sequence[Any] | BaseCallbackManager = ()
+
+    async def __call__(self, handle: RunHandle) -> RunOutcome:
+        """Build the sub-agent inside this loop, stream it, and return its answer."""
+        config = self.config
+        checkpoint = StopCheckpoint(handle, config.max_turns)
+        checkpoint.check()  # a run stopped before it began never builds anything
+        close = None
+        if config.graph_factory_takes_model:
+            model, close = resolve_model(config.model, self.parent_model, subagent=config.name)
+            graph: Runnable[Any, Any] = config.graph_factory(model)  # type: ignore[call-arg, misc]
+        elif config.graph_factory is not None:
+            graph = config.graph_factory()  # type: ignore[call-arg]
+        else:
+            from langchain.agents import create_agent
+
+            model, close = resolve_model(config.model, self.parent_model, subagent=config.name)
+            graph = create_agent(model, tools=list(self.tools), system_prompt=config.system_prompt)
+        try:
             checkpoint.check()
-        return RunOutcome(text=final_text(messages, config.name))
-    finally:
-        if close is not None:
-            # Shielded and bounded: a second cancel must not skip closing the
-            # run's HTTP client, and a hung close must not hold the worker.
-            try:
-                await asyncio.wait_for(asyncio.shield(close()), CLOSE_TIMEOUT_SECONDS)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+            messages: list[Any] = []
+            run_config: dict[str, Any] = {
+                "callbacks": merge_callbacks([checkpoint], self.callbacks),
+                # Supersteps, not model turns (max_turns is enforced by the
+                # checkpoint); create_agent binds its own limit, which wins.
+                "recursion_limit": max(25, 4 * config.max_turns + 5),
+                "run_name": config.name,
+                "metadata": {
+                    "subagent_task_id": handle.task_id,
+                    "subagent_trace_id": handle.trace_id,
+                    "subagent_name": config.name,
+                },
+            }
+            stream = graph.astream(
+                {"messages": [HumanMessage(content=handle.prompt)]},
+                config=run_config,  # type: ignore[arg-type]
+                **_stream_kwargs(graph),
+            )
+            async for state in stream:
+                # A message that arrives after the stop was requested is refused
+                # by the handle (unless a grace period let its call finish).
+                if isinstance(state, dict) and isinstance(state.get("messages"), list):
+                    messages = state["messages"]
+                    _record_ai_messages(handle, messages)
+                checkpoint.check()
+            return RunOutcome(text=final_text(messages, config.name))
+        finally:
+            if close is not None:
+                # Shielded and bounded: a second cancel must not skip closing the
+                # run's HTTP client, and a hung close must not hold the worker.
+                try:
+                    await asyncio.wait_for(asyncio.shield(close()), CLOSE_TIMEOUT_SECONDS)
+                except (TimeoutError, asyncio.CancelledError):
+                    pass
 
 
-def with_checkpoint(
-    checkpoint: StopCheckpoint, callbacks: Sequence[Any] | BaseCallbackManager
+def merge_callbacks(
+    first: Sequence[Any], callbacks: Sequence[Any] | BaseCallbackManager
 ) -> list[Any] | BaseCallbackManager:
-    """The run's callbacks: ``checkpoint`` first, plus the caller's handlers.
-
-    A callback manager (the ``task`` tool passes one) is kept as a manager, so
-    its ``parent_run_id`` nests the sub-agent's runs under the caller's run.
-    """
+    """``first`` handlers, then ``callbacks``. A callback manager (the ``task``
+    tool passes one) stays a manager, so its ``parent_run_id`` nests the
+    sub-agent's runs under the caller's run; ``first`` become inheritable
+    handlers at its front."""
     if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
-        manager.handlers.insert(0, checkpoint)
-        manager.inheritable_handlers.insert(0, checkpoint)
+        manager.handlers[:0] = first
+        manager.inheritable_handlers[:0] = first
         return manager
-    return [checkpoint, *callbacks]
+    return [*first, *callbacks]
 
 
 def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
@@ -195,7 +242,7 @@ def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
     return {"stream_mode": "values"} if isinstance(target, Pregel) else {}
 
 
-def _record_ai_messages(holder: SubagentResult, messages: Sequence[Any]) -> None:
-    for position, message in enumerate(messages):
+def _record_ai_messages(handle: RunHandle, messages: Sequence[Any]) -> None:
+    for message in messages:
         if isinstance(message, AIMessage):
-            holder._add_ai_message(message_record(message), message.id or f"position-{position}")
+            handle.record_ai_message(message_record(message), message_key(message))

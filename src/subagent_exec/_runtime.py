@@ -1,100 +1,54 @@
-"""The runtime: a registry of tasks, their tree, and the pool that runs them.
+"""The runtime: the registry of tasks, their tree, stops and cascades,
+retention, and waiting for a task to end.
 
-One :class:`SubagentRuntime` owns
+One :class:`SubagentRuntime` owns one ``threading.RLock``. Every status write,
+every tree change and every slot hand-over happens under it, so "is my parent
+stopped?" and "register the child" cannot be separated by a cancel. What runs
+the tasks is a *backend* (``_contract.py``; by default one event loop per
+sub-agent in a worker thread), which sees each task through a
+:class:`~subagent_exec._tasks.RegisteredTask` ticket; slots are decided by
+``_slots.SlotPool``.
 
-* one ``threading.RLock`` under which every status write, every tree change
-  and every slot hand-over happens (so "is my parent stopped?" and "register
-  the child" cannot be separated by a cancel);
-* a *backend* that runs the tasks granted a slot (``_backends/``): by default
-  a ``ThreadPoolExecutor`` in which each running sub-agent gets its own event
-  loop (one blocking sub-agent never slows another one down); ``"ray"`` runs
-  them as async actor methods on a Ray cluster (docs/ray.md);
-* ``max_workers`` *slots*. A RUNNING task holds one. A task that waits for its
-  own child in the ``task`` tool lends its slot to that child, so nested
-  delegation cannot deadlock when every worker is a parent waiting for a
-  child: the child runs on the slot of the parent that waits for it. A chain
-  of lent slots is at most ``max_depth`` long, so the pool never needs more
-  than ``max_workers * max_depth`` threads, and at most ``max_workers``
-  sub-agents are doing work at once;
-* the event hub (``subscribe``) and the retention of finished results.
-
-Cancellation path (see docs/cancellation.md): ``request_cancel`` latches the
-stop under the lock, sets ``cancel_event`` (the cooperative checks see it at
-once), cascades to every descendant, and asks the backend to interrupt each
-running sub-agent (the thread backend cancels the run's asyncio task on its
-own loop, via ``call_soon_threadsafe``, after ``cancel_grace_seconds``). The
-status is written when the run has unwound.
+Stop path (docs/cancellation.md): ``request_cancel`` latches the stop under
+the lock (``cancel_event`` is set, so every cooperative check sees it at
+once), latches CANCELLED on every unfinished descendant, then asks the backend
+to interrupt each run concerned. The status is written by the backend once
+the run has unwound.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import threading
 import time
 import uuid
-import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._backends.base import Backend, log_extra, remaining
-from ._backends.thread import ThreadBackend
-from ._context import current_task_id
-from ._errors import (
-    CapacityError,
-    DepthError,
-    RuntimeClosedError,
-    UnknownTaskError,
+from ._backends import load_backend
+from ._checks import (
+    check_callable,
+    check_int,
+    check_number,
+    check_optional_text,
+    check_task_id,
+    check_text,
 )
+from ._context import TaskScope, current_scope, task_in_scope
+from ._contract import Backend, BackendSettings, RunFunction, remaining
+from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
+from ._exit import register_exit_hook
+from ._registry import Registry
 from ._result import SubagentResult
-from ._status import SubagentStatus
+from ._slots import SlotPool
+from ._status import SubagentStatus, status_filter
+from ._tasks import RegisteredTask, TaskSettings
+from ._waiting import CALLER_CANCELLED, TaskWaiter, nothing_to_undo
 
 logger = logging.getLogger("subagent_exec")
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What a sub-agent run returns when it ends on its own."""
-
-    text: str
-    stop_reason: str | None = None
-
-
-#: The coroutine of one run, given the holder it reports into.
-RunFunction = Callable[[SubagentResult], Coroutine[Any, Any, RunOutcome]]
-
-
-
-@dataclass
-class _Task:
-    """Runtime-private bookkeeping of one task (the holder is the public part)."""
-
-    holder: SubagentResult
-    run: RunFunction
-    timeout_seconds: float
-    context: contextvars.Context | None
-    # Slot: None (not started), "pool", or "lent" (we run on our lender.s slot).
-    slot: str | None = None
-    lender: _Task | None = None
-    queued: bool = False  # in the pending queue (counts toward max_pending)
-    lending: int = 0  # how many of our own waits for children are in progress
-    lent_to: _Task | None = None  # the child currently running on our slot
-    pending_children: deque[str] = field(default_factory=deque)
-    #: What the backend's ``prepare`` returned for this task (e.g. the
-    #: serialised run for a remote worker); None for the thread backend.
-    payload: Any = None
-    #: The backend's own state of the running task (None when not running).
-    worker: Any = None
-
-
-_log_extra = log_extra
-
 
 class SubagentRuntime:
     """The pool and registry that run sub-agents. Thread-safe; use one per app.
@@ -125,39 +79,66 @@ class SubagentRuntime:
         name: str = "subagent",
         backend: str | Backend = "thread",
     ) -> None:
-        _check_int("max_workers", max_workers, minimum=1)
-        if max_pending is not None:
-            _check_int("max_pending", max_pending, minimum=0)
-        _check_int("max_depth", max_depth, minimum=1)
-        _check_int("retain_max", retain_max, minimum=0)
-        if retain_ttl_seconds is not None:
-            _check_number("retain_ttl_seconds", retain_ttl_seconds, positive=True)
-        _check_number("cancel_grace_seconds", cancel_grace_seconds, positive=False)
-        _check_number("cleanup_timeout_seconds", cleanup_timeout_seconds, positive=True)
-        self.max_workers = max_workers
-        self.max_pending = max_pending
-        self.max_depth = max_depth
-        self.retain_max = retain_max
-        self.retain_ttl_seconds = retain_ttl_seconds
-        self.cancel_grace_seconds = float(cancel_grace_seconds)
-        self.cleanup_timeout_seconds = float(cleanup_timeout_seconds)
-        self.name = name
+        owner = "SubagentRuntime"
+        self.max_workers = check_int(owner, "max_workers", max_workers, minimum=1)
+        self.max_pending = (
+            None if max_pending is None else check_int(owner, "max_pending", max_pending, minimum=0)
+        )
+        self.max_depth = check_int(owner, "max_depth", max_depth, minimum=1)
+        self.retain_max = check_int(owner, "retain_max", retain_max, minimum=0)
+        self.retain_ttl_seconds = (
+            None
+            if retain_ttl_seconds is None
+            else check_number(
+                owner, "retain_ttl_seconds", retain_ttl_seconds, positive=True, finite=True
+            )
+        )
+        # Finite: an infinite grace would mean a stop never interrupts, an
+        # infinite cleanup limit that a stuck finally: holds its worker forever.
+        self.cancel_grace_seconds = check_number(
+            owner, "cancel_grace_seconds", cancel_grace_seconds, positive=False, finite=True
+        )
+        self.cleanup_timeout_seconds = check_number(
+            owner, "cleanup_timeout_seconds", cleanup_timeout_seconds, positive=True, finite=True
+        )
+        self.name = check_text(owner, "name", name)
 
         self._lock = threading.RLock()
         self._events = EventHub(name=f"{name}-events")
-        self._tasks: dict[str, _Task] = {}
-        self._pending: deque[str] = deque()
-        self._pending_count = 0
-        self._free_slots = max_workers
-        self._active = 0  # tasks holding a slot and not lending it
-        self._terminal_order: OrderedDict[str, None] = OrderedDict()
-        self._backend = _make_backend(backend)
-        self._backend.bind(self)
+        # Invariant: the fields below are read and written under self._lock.
+        self._tasks = Registry(retain_max=retain_max, retain_ttl_seconds=self.retain_ttl_seconds)
+        self._slots: SlotPool[RegisteredTask] = SlotPool(max_workers)
         self._closed = False
-        self._submitted_total = 0
-        _register_exit_hook(self)
+        #: shutdown(wait=False) left the backend running for queued tasks.
+        self._backend_to_close = False
+        self._backend = load_backend(backend)
+        self._backend.bind(
+            BackendSettings(
+                runtime_name=name,
+                max_concurrent_runs=max_workers * max_depth,
+                max_workers=max_workers,
+                cancel_grace_seconds=self.cancel_grace_seconds,
+                cleanup_timeout_seconds=self.cleanup_timeout_seconds,
+            )
+        )
+        self._task_settings = TaskSettings(
+            lock=self._lock,
+            cancel_grace_seconds=self.cancel_grace_seconds,
+            cleanup_timeout_seconds=self.cleanup_timeout_seconds,
+            time_out=self._time_out,
+            release=self._release_locked,
+            ended=self._ended,
+            interrupt=self._interrupt,
+        )
+        self._waiter = TaskWaiter(
+            watch=self._watch,
+            lending=self._lending,
+            request_cancel=self.request_cancel,
+            cleanup_timeout_seconds=self.cleanup_timeout_seconds,
+        )
+        register_exit_hook(self)
 
-    # -- public API --------------------------------------------------------------
+    # -- stopping ----------------------------------------------------------------------
 
     def request_cancel(self, task_id: str, reason: str | None = None) -> bool:
         """Stop a task and its whole subtree. False if unknown or already terminal.
@@ -165,24 +146,66 @@ class SubagentRuntime:
         Returns True when the task was not terminal: it is now stopping (or was
         already). The status turns CANCELLED once the run has unwound.
         """
+        check_task_id("request_cancel", "task_id", task_id)
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"request_cancel.reason must be a string or None, got {reason!r}")
         reason = reason or "cancelled by request"
         with self._lock:
             entry = self._tasks.get(task_id)
             if entry is None or entry.holder.is_terminal:
                 return False
-            to_interrupt: list[_Task] = []
+            to_interrupt: list[RegisteredTask] = []
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
                 to_interrupt.append(entry)
-                logger.info("%s cancel requested: %s", _log_extra(entry.holder), reason)
-            to_interrupt.extend(self._cascade_locked(entry, f"cancelled: {reason}"))
-        for target in to_interrupt:
-            self._backend.interrupt(target)
+                logger.info("%s cancel requested: %s", entry.log_prefix, reason)
+            to_interrupt.extend(self._cascade_locked(entry, f"was cancelled: {reason}"))
+        self._interrupt(to_interrupt)
         return True
+
+    def _cascade_locked(self, root: RegisteredTask, what: str) -> list[RegisteredTask]:
+        """Latch CANCELLED on every unfinished descendant of ``root`` (found
+        through the registry's tree, which survives forgotten middle nodes)."""
+        reason = f"ancestor {root.task_id} ({root.subagent_name}) {what}"
+        return [
+            entry
+            for entry in self._tasks.descendants(root.task_id)
+            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
+        ]
+
+    def _ended(self, entry: RegisteredTask) -> list[RegisteredTask]:
+        """``entry`` has just become terminal (under the lock). Stop means the
+        whole tree: descendants it left running are stopped too."""
+        status = entry.holder.status
+        if status in (SubagentStatus.COMPLETED, SubagentStatus.FAILED):
+            return self._cascade_locked(entry, f"{status.value} without waiting for it")
+        return []  # a stop latched on the descendants when it was requested
+
+    def _interrupt(self, entries: list[RegisteredTask]) -> None:
+        for entry in entries:
+            self._backend.interrupt(entry)
+
+    def _time_out(self, entry: RegisteredTask) -> None:
+        """A running task's deadline passed (its backend says so): latch
+        TIMED_OUT unless a stop was latched first, cascade, interrupt."""
+        holder = entry.holder
+        reason = (
+            f"sub-agent {holder.subagent_name!r} exceeded "
+            f"timeout_seconds={entry.timeout_seconds:g}"
+        )
+        with self._lock:
+            if not holder._latch_stop(SubagentStatus.TIMED_OUT, reason):
+                return
+            others = self._cascade_locked(entry, "timed out")
+        logger.info("%s %s", entry.log_prefix, reason)
+        self._interrupt([entry, *others])
+
+    # -- reading ---------------------------------------------------------------------------
 
     def get(self, task_id: str) -> SubagentResult | None:
         """The result holder of a task, or None if unknown / cleaned up."""
+        check_task_id("get", "task_id", task_id)
         with self._lock:
-            self._evict_expired_locked()
+            self._tasks.forget_expired()
             entry = self._tasks.get(task_id)
             return entry.holder if entry is not None else None
 
@@ -192,28 +215,32 @@ class SubagentRuntime:
         status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
     ) -> list[SubagentResult]:
         """Registered tasks in creation order, optionally filtered."""
-        wanted = _status_filter(status)
+        if parent_id is not None:
+            check_task_id("list_tasks", "parent_id", parent_id)
+        wanted = status_filter(status)
         with self._lock:
-            self._evict_expired_locked()
+            self._tasks.forget_expired()
             return [
                 e.holder
-                for e in self._tasks.values()
+                for e in self._tasks
                 if (parent_id is None or e.holder.parent_id == parent_id)
                 and (wanted is None or e.holder.status in wanted)
             ]
 
     def cleanup(self, task_id: str) -> bool:
         """Forget a terminal task. False if unknown or not terminal yet."""
+        check_task_id("cleanup", "task_id", task_id)
         with self._lock:
             entry = self._tasks.get(task_id)
             if entry is None or not entry.holder.is_terminal:
                 return False
-            self._forget_locked(task_id)
+            self._tasks.forget(task_id)
             return True
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Receive every task event (created, started, ai_message, cancel_requested,
         and one terminal event per task) on a dispatcher thread. Returns unsubscribe."""
+        check_callable("subscribe", "callback", callback)
         if self._closed:
             raise RuntimeClosedError(
                 f"runtime {self.name!r} is shut down; subscribe to a new SubagentRuntime"
@@ -231,15 +258,15 @@ class SubagentRuntime:
         counters (thread backend: live and abandoned threads)."""
         with self._lock:
             by_status = {s.value: 0 for s in SubagentStatus}
-            for entry in self._tasks.values():
+            for entry in self._tasks:
                 by_status[entry.holder.status.value] += 1
             return {
                 **by_status,
                 "registered": len(self._tasks),
-                "submitted_total": self._submitted_total,
-                "active": self._active,
-                "free_slots": self._free_slots,
-                "queued": self._pending_count,
+                "submitted_total": self._tasks.submitted_total,
+                "active": self._slots.active,
+                "free_slots": self._slots.free,
+                "queued": self._slots.queued,
                 **self._backend.stats(),
             }
 
@@ -248,59 +275,109 @@ class SubagentRuntime:
         """The backend that runs this runtime's sub-agents."""
         return self._backend
 
-    # The same operations under the names of the module-level functions.
-    def request_cancel_background_task(self, task_id: str, reason: str | None = None) -> bool:
-        return self.request_cancel(task_id, reason)
-
-    def get_background_task_result(self, task_id: str) -> SubagentResult | None:
-        return self.get(task_id)
-
-    def list_background_tasks(
-        self,
-        parent_id: str | None = None,
-        status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
-    ) -> list[SubagentResult]:
-        return self.list_tasks(parent_id=parent_id, status=status)
-
-    def cleanup_background_task(self, task_id: str) -> bool:
-        return self.cleanup(task_id)
-
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def shutdown(
-        self, cancel: bool = True, wait: bool = True, timeout: float | None = None
-    ) -> bool:
-        """Refuse new tasks; cancel every unfinished one (``cancel=True``); with
-        ``wait``, return once all tasks are terminal and the backend's workers
-        have finished (thread backend: every worker thread has exited).
-        Returns False if ``timeout`` ran out first."""
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def wait_terminal(
+        self,
+        task: str | SubagentResult,
+        *,
+        on_event: EventCallback | None = None,
+        forward_cancel: bool = True,
+        cancel_reason: str = CALLER_CANCELLED,
+    ) -> SubagentResult:
+        """Await a task's terminal status on the caller's loop, without polling.
+
+        * The terminal transition itself wakes the caller's loop.
+        * ``on_event`` is called on the caller's loop (in the caller's context)
+          for each event of the task, in order: first those recorded before the
+          wait began, then each later one, the terminal event last.
+        * Called from inside a sub-agent, that sub-agent lends its slot to its
+          children while it waits (nested delegation cannot deadlock).
+        * With ``forward_cancel``, a ``CancelledError`` in the caller stops the
+          task with ``cancel_reason``, waits (shielded, bounded by
+          ``cleanup_timeout_seconds`` + 1 s) for it to unwind, then propagates.
+
+        Given the holder (not just the id), a task already evicted by
+        retention still resolves: only terminal tasks are ever evicted.
+        """
+        _check_wait("wait_terminal", task, on_event, cancel_reason)
+        return await self._waiter.wait(
+            task, on_event=on_event, forward_cancel=forward_cancel, cancel_reason=cancel_reason
+        )
+
+    def wait_terminal_blocking(
+        self,
+        task: str | SubagentResult,
+        *,
+        timeout: float | None = None,
+        on_event: EventCallback | None = None,
+        forward_cancel: bool = True,
+        cancel_reason: str = CALLER_CANCELLED,
+    ) -> SubagentResult:
+        """The blocking twin of :meth:`wait_terminal`, for sync code.
+
+        ``on_event`` is called on this thread. When ``timeout`` runs out the
+        holder is returned as it is (not terminal; the task keeps running).
+        An exception in the wait (``KeyboardInterrupt``) is forwarded like a
+        cancellation: the task is stopped, waited for (bounded), and the
+        exception propagates.
+        """
+        _check_wait("wait_terminal_blocking", task, on_event, cancel_reason)
+        if timeout is not None:
+            check_number("wait_terminal_blocking", "timeout", timeout, positive=False, finite=True)
+        return self._waiter.wait_blocking(
+            task,
+            timeout=timeout,
+            on_event=on_event,
+            forward_cancel=forward_cancel,
+            cancel_reason=cancel_reason,
+        )
+
+    def _watch(
+        self, task: str | SubagentResult, hand_over: Callable[[TaskEvent], None]
+    ) -> tuple[SubagentResult, list[TaskEvent], Callable[[], None]]:
+        """The task's holder, its events so far, and a watch that hands over
+        each later one (taken together under the lock: none is lost or doubled)."""
+        task_id = task if isinstance(task, str) else task.task_id
         with self._lock:
-            self._closed = True
-            unfinished = [e.holder for e in self._tasks.values() if not e.holder.is_terminal]
-        if cancel:
-            for holder in unfinished:
-                self.request_cancel(holder.task_id, "runtime shut down")
-        if not wait:
-            self._backend.shutdown(wait=False, deadline=None)
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for holder in unfinished:
-            if not holder.wait(remaining(deadline)):
-                return False
-        if not self._backend.shutdown(wait=True, deadline=deadline):
-            return False
-        self._events.close(remaining(deadline))
-        return True
+            entry = self._tasks.get(task_id)
+            if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
+                if task.is_terminal:  # evicted: its history is complete
+                    return task, task._events_so_far(), nothing_to_undo
+                entry = None
+            if entry is None:
+                raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
+            holder = entry.holder
+            history = holder._events_so_far()
+            if holder.is_terminal:
+                return holder, history, nothing_to_undo
+            return holder, history, self._events.watch(task_id, hand_over)
 
-    def __enter__(self) -> SubagentRuntime:
-        return self
+    @contextmanager
+    def _lending(self) -> Iterator[None]:
+        """While the caller (a task of this runtime) waits, its slot runs its children."""
+        task_id = task_in_scope(self)
+        entry = None
+        if task_id is not None:
+            with self._lock:
+                entry = self._tasks.get(task_id)
+                if entry is not None:
+                    lends, granted = self._slots.begin_lending(entry.slot)
+                    self._start_locked(granted)
+                    if not lends:
+                        entry = None
+        try:
+            yield
+        finally:
+            if entry is not None:
+                with self._lock:
+                    self._slots.end_lending(entry.slot)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown(cancel=True, wait=True)
-
-    # -- submission (used by SubagentExecutor) ------------------------------------
+    # -- submission ------------------------------------------------------------------------
 
     def submit(
         self,
@@ -317,11 +394,26 @@ class SubagentRuntime:
     ) -> SubagentResult:
         """Register a task and start it when a slot is free. Returns its holder.
 
+        ``run`` is the coroutine function of the run (``SubagentExecutor``
+        makes one from a config); ``context`` is what the run starts from
+        (default: an empty context; the task's own scope is added).
+
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
         ``CapacityError`` or ``RuntimeClosedError``; then nothing is registered.
         """
-        if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
-            raise ValueError(f"task_id must be a non-empty string, got {task_id!r}")
+        check_text("submit", "subagent_name", subagent_name)
+        check_text("submit", "task", task)
+        check_callable("submit", "run", run)
+        check_number("submit", "timeout_seconds", timeout_seconds, positive=True, finite=True)
+        for name, value in (
+            ("task_id", task_id),
+            ("parent_id", parent_id),
+            ("trace_id", trace_id),
+            ("owner", owner),
+        ):
+            check_optional_text("submit", name, value)
+        if context is not None and not isinstance(context, contextvars.Context):
+            raise TypeError(f"submit.context must be a contextvars.Context, got {context!r}")
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
@@ -333,7 +425,7 @@ class SubagentRuntime:
                 )
             if task_id is not None and task_id in self._tasks:
                 raise ValueError(f"task_id {task_id!r} is already registered")
-            parent: _Task | None = None
+            parent: RegisteredTask | None = None
             if parent_id is not None:
                 parent = self._tasks.get(parent_id)
                 if parent is None:
@@ -345,16 +437,13 @@ class SubagentRuntime:
                     f"max_depth={self.max_depth}; finish this work without delegating or "
                     "raise SubagentRuntime(max_depth=...)"
                 )
-            starts_now = self._free_slots > 0 or (
-                parent is not None and parent.lending > 0 and parent.lent_to is None
-            )
             if (
                 self.max_pending is not None
-                and not starts_now
-                and self._pending_count >= self.max_pending
+                and self._slots.queued >= self.max_pending
+                and not self._slots.can_start_now(parent.slot if parent else None)
             ):
                 raise CapacityError(
-                    f"{self._pending_count} tasks are already waiting (max_pending="
+                    f"{self._slots.queued} tasks are already waiting (max_pending="
                     f"{self.max_pending}); wait for some to finish or raise max_pending"
                 )
             task_id = task_id or uuid.uuid4().hex
@@ -370,350 +459,115 @@ class SubagentRuntime:
                 on_event=self._on_holder_event,
                 owner=owner if owner is not None else (parent.holder.owner if parent else None),
             )
-            entry = _Task(
+            run_context = (context if context is not None else contextvars.Context()).copy()
+            run_context.run(current_scope.set, TaskScope(task_id, self))
+            entry = RegisteredTask(
                 holder=holder,
                 run=run,
-                timeout_seconds=timeout_seconds,
-                context=context,
                 payload=payload,
+                timeout_seconds=timeout_seconds,
+                context=run_context,
+                settings=self._task_settings,
             )
-            self._tasks[task_id] = entry
-            self._submitted_total += 1
+            self._tasks.add(entry, parent_id)
             if parent is not None:
                 parent.holder.children.append(task_id)
-            self._events.publish("created", holder, {"task": task, "depth": depth})
-            parent_stopped = parent is not None and (
+            self._publish_locked("created", holder, {"task": task, "depth": depth})
+            if parent is not None and (
                 parent.holder.is_terminal or parent.holder.cancel_event.is_set()
-            )
-            if parent is not None and parent_stopped:
+            ):
                 # Checked and written under the same lock as the parent's stop:
                 # a child spawned while its ancestor is being stopped never runs.
                 holder._latch_stop(
                     SubagentStatus.CANCELLED,
-                    f"parent {parent_id} ({parent.holder.subagent_name}) was already stopped",
+                    f"parent {parent_id} ({parent.subagent_name}) was already stopped",
                 )
                 return holder
-            self._pending.append(task_id)
-            self._pending_count += 1
-            entry.queued = True
-            if parent is not None:
-                parent.pending_children.append(task_id)
-            self._dispatch_locked(parent)
-            logger.debug("%s submitted %s (depth %d)", _log_extra(holder), subagent_name, depth)
+            self._start_locked(self._slots.enqueue(entry.slot, parent.slot if parent else None))
+            logger.debug("%s submitted %s (depth %d)", holder.log_prefix, subagent_name, depth)
             return holder
 
-    async def wait_terminal(
-        self, task: str | SubagentResult, *, forward_cancel: bool = True
-    ) -> SubagentResult:
-        """Await a task's terminal status on the caller's loop, without polling.
+    def _start_locked(self, granted: list[Any]) -> None:
+        for state in granted:
+            self._backend.start(state.task)
 
-        The caller's loop is woken by the terminal transition itself. When
-        called from inside a sub-agent, that sub-agent lends its slot to its
-        children while it waits. With ``forward_cancel``, a ``CancelledError``
-        in the caller cancels the task, waits (shielded, bounded by
-        ``cleanup_timeout_seconds`` + 1 s) for it to unwind, then propagates.
-        """
-        waiter = self.terminal_waiter(task)
-        task_id = task if isinstance(task, str) else task.task_id
-        try:
-            with self._lending(current_task_id.get()):
-                try:
-                    await asyncio.shield(waiter)
-                except asyncio.CancelledError:
-                    if not forward_cancel:
-                        raise
-                    self.request_cancel(task_id, "the caller was cancelled")
-                    try:
-                        await asyncio.wait_for(
-                            asyncio.shield(waiter), self.cleanup_timeout_seconds + 1.0
-                        )
-                    except (TimeoutError, asyncio.CancelledError):
-                        pass
-                    raise
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-        return waiter.result()
+    def _release_locked(self, entry: RegisteredTask) -> None:
+        """A run is over: give its slot back and start what can start."""
+        self._start_locked(self._slots.release(entry.slot))
 
-    def terminal_waiter(
-        self, task: str | SubagentResult, on_event: EventCallback | None = None
-    ) -> asyncio.Future[SubagentResult]:
-        """A future on the running loop, resolved by the task's terminal event.
-
-        Given the holder (not just the id), a task already evicted by
-        retention still resolves: only terminal tasks are ever evicted.
-
-        ``on_event`` (optional) is called on the caller's loop for each later
-        event of the task, in order (used by the ``task`` tool for progress).
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[SubagentResult] = loop.create_future()
-        task_id = task if isinstance(task, str) else task.task_id
-        with self._lock:
-            entry = self._tasks.get(task_id)
-            if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
-                entry = None
-                if task.is_terminal:
-                    future.set_result(task)
-                    return future
-            if entry is None:
-                raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
-            holder = entry.holder
-
-            def deliver(event: TaskEvent) -> None:
-                if on_event is not None:
-                    on_event(event)
-                if event.is_terminal and not future.done():
-                    future.set_result(holder)
-                    unwatch()
-
-            def handoff(event: TaskEvent) -> None:
-                try:
-                    loop.call_soon_threadsafe(deliver, event)
-                except RuntimeError:  # the waiting loop is closed: nobody to tell
-                    unwatch()
-
-            unwatch = self._events.watch(task_id, handoff)
-            if holder.is_terminal:
-                unwatch()
-                future.set_result(holder)
-        future.add_done_callback(lambda _f: unwatch())
-        return future
-
-    # -- slots and dispatch (all *_locked methods run under self._lock) ----------
-
-    @contextmanager
-    def _lending(self, task_id: str | None) -> Iterator[None]:
-        entry = None
-        if task_id is not None:
-            with self._lock:
-                entry = self._tasks.get(task_id)
-                if entry is not None and entry.slot is not None:
-                    entry.lending += 1
-                    if entry.lending == 1:
-                        self._active -= 1
-                    self._dispatch_locked(entry)
-                else:
-                    entry = None
-        try:
-            yield
-        finally:
-            if entry is not None:
-                with self._lock:
-                    entry.lending -= 1
-                    if entry.lending == 0 and entry.slot is not None:
-                        self._active += 1
-
-    def _dispatch_locked(self, parent: _Task | None = None) -> None:
-        """Start every pending task that has a slot: a lending parent's slot
-        first (for its own children), then free pool slots in FIFO order."""
-        if parent is not None and parent.lending and parent.lent_to is None:
-            child = self._pop_pending_locked(parent.pending_children)
-            if child is not None:
-                parent.lent_to = child
-                child.lender = parent
-                self._start_locked(child, slot="lent")
-        while self._free_slots > 0:
-            entry = self._pop_pending_locked(self._pending)
-            if entry is None:
-                return
-            self._free_slots -= 1
-            self._start_locked(entry, slot="pool")
-
-    def _pop_pending_locked(self, queue: deque[str]) -> _Task | None:
-        # Lazy deletion: a queued id may have been started through another
-        # queue, cancelled while pending, or cleaned up.
-        while queue:
-            entry = self._tasks.get(queue.popleft())
-            if (
-                entry is not None
-                and entry.slot is None
-                and entry.holder.status is SubagentStatus.PENDING
-            ):
-                return entry
-        return None
-
-    def _start_locked(self, entry: _Task, *, slot: str) -> None:
-        entry.slot = slot
-        entry.queued = False
-        self._pending_count -= 1
-        self._active += 1
-        self._backend.start(entry)
-
-    def _release_slot(self, entry: _Task) -> None:
-        with self._lock:
-            slot, lender = entry.slot, entry.lender
-            entry.slot, entry.lender = None, None
-            if slot is None:
-                return
-            if entry.lending == 0:
-                self._active -= 1
-            borrower, entry.lent_to = entry.lent_to, None
-            if borrower is not None and borrower.slot == "lent":
-                # We end while a child still runs on our slot: the slot passes
-                # down to it instead of being freed while still in use.
-                borrower.slot, borrower.lender = slot, lender
-                if lender is not None:
-                    lender.lent_to = borrower
-                return
-            if slot == "pool":
-                self._free_slots += 1
-                self._dispatch_locked()
-            elif lender is not None:
-                lender.lent_to = None
-                self._dispatch_locked(lender)
+    # -- events and retention --------------------------------------------------------------
 
     def _on_holder_event(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
         # Runs under the lock, inside the holder's transition.
         if kind == "cancel_requested":
             entry = self._tasks.get(holder.task_id)
-            if entry is not None and entry.queued:
-                entry.queued = False
-                self._pending_count -= 1  # it will never be started
-        self._events.publish(kind, holder, data)
+            if entry is not None:
+                self._slots.withdraw(entry.slot)  # if it was waiting, it never starts
+        self._publish_locked(kind, holder, data)
         if kind in TERMINAL_EVENT_KINDS:
-            self._terminal_order[holder.task_id] = None
-            self._evict_locked()
+            self._tasks.finished(holder.task_id)
+            if self._closed and self._tasks.unfinished == 0 and self._backend_to_close:
+                # shutdown(wait=False) without cancel: the last task has ended.
+                self._backend_to_close = False
+                self._backend.shutdown(wait=False, deadline=None)
 
-    # -- retention ---------------------------------------------------------------
+    def _publish_locked(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
+        holder._record_event(self._events.publish(kind, holder, data))
 
-    def _evict_locked(self) -> None:
-        while len(self._terminal_order) > self.retain_max:
-            oldest = next(iter(self._terminal_order))
-            self._forget_locked(oldest)
-        self._evict_expired_locked()
+    # -- shutting down ---------------------------------------------------------------------
 
-    def _evict_expired_locked(self) -> None:
-        if self.retain_ttl_seconds is None:
-            return
-        horizon = datetime.now(UTC) - timedelta(seconds=self.retain_ttl_seconds)
-        while self._terminal_order:
-            oldest = next(iter(self._terminal_order))
-            entry = self._tasks.get(oldest)
-            completed = entry.holder.completed_at if entry else None
-            if completed is not None and completed > horizon:
-                return
-            self._forget_locked(oldest)
+    def shutdown(
+        self, cancel: bool = True, wait: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Refuse new tasks, then bring every registered task to its end.
 
-    def _forget_locked(self, task_id: str) -> None:
-        self._terminal_order.pop(task_id, None)
-        entry = self._tasks.pop(task_id, None)
-        if entry is not None:
-            entry.run = _forgotten_run  # drop references to user objects
-            entry.context = None
-            entry.payload = None
-
-    # -- cancellation ------------------------------------------------------------
-
-    def _cascade_locked(self, root: _Task, why: str) -> list[_Task]:
-        """Latch CANCELLED on every unfinished descendant of ``root``."""
-        stopped: list[_Task] = []
-        stack = list(root.holder.children)
-        reason = f"ancestor {root.holder.task_id} ({root.holder.subagent_name}) was {why}"
-        while stack:
-            entry = self._tasks.get(stack.pop())
-            if entry is None:
-                continue
-            stack.extend(entry.holder.children)
-            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
-                stopped.append(entry)
-        return stopped
-
-    def _time_out(self, entry: _Task) -> None:
-        """Called by the backend when a running task's deadline has passed:
-        latch TIMED_OUT (unless a stop was latched first), cascade, interrupt."""
-        holder = entry.holder
-        reason = (
-            f"sub-agent {holder.subagent_name!r} exceeded "
-            f"timeout_seconds={entry.timeout_seconds:g}"
-        )
+        ``cancel=True``: every unfinished task is stopped (queued ones at once,
+        running ones once they have unwound). ``cancel=False``: running and
+        queued tasks go on to their own end; queued ones still start, in order,
+        as slots free up. With ``wait``, return once every task is terminal and
+        the backend's workers have finished (thread backend: every worker
+        thread has exited); False if ``timeout`` ran out first, in which case
+        runs still unwinding were abandoned (``CleanupTimeout``). Without
+        ``wait``, return at once; the backend is shut down as soon as the last
+        task has ended.
+        """
+        if timeout is not None:
+            check_number("shutdown", "timeout", timeout, positive=False, finite=True)
         with self._lock:
-            if not holder._latch_stop(SubagentStatus.TIMED_OUT, reason):
-                return
-            others = self._cascade_locked(entry, "timed out")
-        logger.info("%s %s", _log_extra(holder), reason)
-        self._backend.interrupt(entry)
-        for other in others:
-            self._backend.interrupt(other)
+            self._closed = True
+            unfinished = [e.holder for e in self._tasks if not e.holder.is_terminal]
+            # Without cancel and wait, queued tasks still need the backend:
+            # the last terminal transition shuts it down (_on_holder_event).
+            defer_backend = not cancel and not wait and self._tasks.unfinished > 0
+            self._backend_to_close = defer_backend
+        if cancel:
+            for holder in unfinished:
+                self.request_cancel(holder.task_id, "runtime shut down")
+        if not wait:
+            if not defer_backend:
+                self._backend.shutdown(wait=False, deadline=None)
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ended = all(holder.wait(remaining(deadline)) for holder in unfinished)
+        # At the deadline, runs still unwinding are abandoned by the backend
+        # (their statuses are written): ``timeout`` bounds the whole shutdown.
+        if not self._backend.shutdown(wait=True, deadline=deadline) or not ended:
+            return False
+        self._events.close(remaining(deadline))
+        return True
+
+    def __enter__(self) -> SubagentRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(cancel=True, wait=True)
 
 
-# -- helpers -------------------------------------------------------------------------
-
-
-def _make_backend(backend: str | Backend) -> Backend:
-    if backend == "thread":
-        return ThreadBackend()
-    if backend == "ray":
-        # Imported only when asked for: the core never imports ray.
-        from ._backends.ray import RayBackend
-
-        ray_backend: Backend = RayBackend()
-        return ray_backend
-    if isinstance(backend, str) or not isinstance(backend, Backend):
-        raise ValueError(
-            "SubagentRuntime.backend must be 'thread', 'ray' or a backend object "
-            f"(e.g. subagent_exec.RayBackend(...)), got {backend!r}"
-        )
-    return backend
-
-
-async def _forgotten_run(holder: SubagentResult) -> RunOutcome:  # pragma: no cover
-    raise RuntimeError("this task was cleaned up")
-
-
-def _status_filter(
-    status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
-) -> frozenset[SubagentStatus] | None:
-    if status is None:
-        return None
-    items: Iterable[SubagentStatus | str] = (
-        [status] if isinstance(status, SubagentStatus | str) else status
-    )
-    try:
-        return frozenset(SubagentStatus(s) for s in items)
-    except ValueError:
-        allowed = ", ".join(s.value for s in SubagentStatus)
-        raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"SubagentRuntime.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: object, *, positive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float)
-    if ok:
-        ok = value > 0 if positive else value >= 0  # type: ignore[operator]
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"SubagentRuntime.{name} must be a number {bound}, got {value!r}")
-
-
-_live_runtimes: weakref.WeakSet[SubagentRuntime] = weakref.WeakSet()
-_exit_hook_lock = threading.Lock()
-_exit_hook_installed = False
-
-
-def _register_exit_hook(runtime: SubagentRuntime) -> None:
-    """Cancel live runtimes at interpreter exit, before threads are joined.
-
-    concurrent.futures joins pool threads from a ``threading`` exit hook, which
-    runs before ``atexit``; a plain atexit handler would come too late and the
-    interpreter would hang until every running sub-agent finished.
-    """
-    global _exit_hook_installed
-    with _exit_hook_lock:
-        _live_runtimes.add(runtime)
-        if _exit_hook_installed:
-            return
-        _exit_hook_installed = True
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        register(_cancel_live_runtimes)
-
-
-def _cancel_live_runtimes() -> None:
-    for runtime in list(_live_runtimes):
-        if not runtime.closed:
-            runtime.shutdown(cancel=True, wait=True, timeout=5.0)
+def _check_wait(
+    owner: str, task: object, on_event: object, cancel_reason: object
+) -> None:
+    if not isinstance(task, str | SubagentResult):
+        raise TypeError(f"{owner}.task must be a task id or a SubagentResult, got {task!r}")
+    if on_event is not None:
+        check_callable(owner, "on_event", on_event)
+    check_text(owner, "cancel_reason", cancel_reason)

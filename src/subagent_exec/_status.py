@@ -1,14 +1,15 @@
-"""The status of a sub-agent task and the rules for moving between statuses.
+"""The statuses of a sub-agent task.
 
 A task moves PENDING -> RUNNING -> exactly one terminal status. A PENDING task
 may also go straight to CANCELLED (stopped before it started). The transitions
-themselves are performed by :class:`~subagent_exec.SubagentResult` under the
-runtime lock; this module only names the statuses and the allowed edges.
+themselves, and the rules that guard them, live in
+:class:`~subagent_exec.SubagentResult`; this module only names the statuses.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class SubagentStatus(enum.StrEnum):
@@ -36,11 +37,31 @@ _TERMINAL = frozenset(
     }
 )
 
-#: The only edges a task may take. Anything else is refused by the holder.
-ALLOWED_TRANSITIONS: dict[SubagentStatus, frozenset[SubagentStatus]] = {
-    SubagentStatus.PENDING: frozenset({SubagentStatus.RUNNING, *_TERMINAL}),
-    SubagentStatus.RUNNING: _TERMINAL,
-    **{status: frozenset() for status in _TERMINAL},
-}
-
 TERMINAL_STATUSES = _TERMINAL
+
+
+def status_filter(
+    status: SubagentStatus | str | Iterable[SubagentStatus | str] | None,
+) -> frozenset[SubagentStatus] | None:
+    """The statuses asked for (None: any): one status or name, or several.
+    ``TypeError`` for anything else, ``ValueError`` naming the allowed names."""
+    if status is None:
+        return None
+    allowed = ", ".join(s.value for s in SubagentStatus)
+    not_a_status = f"status must be a status name or a list of them ({allowed}); got {status!r}"
+    items: Iterable[object]
+    if isinstance(status, str):
+        items = [status]
+    elif isinstance(status, Iterable):
+        items = list(status)
+    else:
+        raise TypeError(not_a_status)
+    wanted: set[SubagentStatus] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(not_a_status)
+        try:
+            wanted.add(SubagentStatus(item))
+        except ValueError:
+            raise ValueError(f"status must be one of: {allowed}; got {status!r}") from None
+    return frozenset(wanted)

@@ -3,7 +3,7 @@
 The ``task`` tool runs on the caller's loop; the sub-agent runs on its own
 loop in another thread. We never copy the caller's contextvars (that would
 drag the caller's langgraph runtime, checkpointer and stream writer along,
-see FIELD-NOTES "Context variables"). Instead the tool builds one callback
+see _context.py). Instead the tool builds one callback
 manager for the sub-agent's run from the tool run's own callback manager:
 
 Crosses:

@@ -27,9 +27,11 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
+from ._checks import check_number
 from ._config import SubagentConfig
+from ._middleware import SubagentMiddleware
 from ._runtime import SubagentRuntime
-from ._task_tool import EventListener, SubagentMiddleware
+from ._task_tool import EventListener
 from .testing import ScriptedChatModel, tool_call, tool_calls
 
 __all__ = ["DEMO_QUESTION", "build_demo_lead_agent", "demo_subagents", "demo_tools"]
@@ -103,8 +105,7 @@ def build_demo_lead_agent(
     the process-wide one; ``on_event`` receives the ``task`` tool's progress
     events (they are also written to the graph's ``custom`` stream).
     """
-    if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed >= 0:
-        raise ValueError(f"speed must be a number >= 0, got {speed!r}")
+    check_number("build_demo_lead_agent", "speed", speed, positive=False)
     delegation = SubagentMiddleware(
         demo_subagents(speed=speed),
         tools=demo_tools(speed=speed),

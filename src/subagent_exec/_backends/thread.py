@@ -1,38 +1,46 @@
 """The default backend: each sub-agent on its own event loop in a worker thread.
 
-A ``ThreadPoolExecutor`` of ``max_workers * max_depth`` threads (a chain of
-lent slots is at most ``max_depth`` long, see ``_runtime.py``). A run gets a
-fresh loop, so one blocking sub-agent never slows another one down; its sync
-calls run on an :class:`~subagent_exec._threads.AbandoningExecutor`, so a
-stuck sync tool never holds a worker after a stop.
+A ``ThreadPoolExecutor`` with one thread per run that can hold a slot at once
+(``BackendSettings.max_concurrent_runs``). A run gets a fresh loop, so one
+blocking sub-agent never slows another one down; its sync calls run on an
+:class:`~subagent_exec._threads.AbandoningExecutor`, so a stuck sync tool
+never holds a worker after a stop.
 
 Interrupting: ``interrupt`` asks the run's own loop, via
 ``call_soon_threadsafe``, to cancel the run's asyncio task after
 ``cancel_grace_seconds``; an interrupted run gets ``cleanup_timeout_seconds``
 for its ``finally:`` blocks before it is abandoned and its status written
 anyway. The deadline is a ``call_later`` timer on the run's loop.
+
+Abandoning: a run whose cleanup outlives its limit gets its status written
+(``CleanupTimeout``) and its loop is closed like ``asyncio.run`` closes one:
+what is still pending is cancelled once more and given a second to unwind.
+Tasks that swallow even that are kept, never destroyed (destroying them
+would print "Task was destroyed but it is pending" or "coroutine ignored
+GeneratorExit"), and counted in ``stats()["abandoned_runs"]``; the only trace
+is one warning naming the task. ``shutdown(wait=True, deadline=...)``
+abandons what is still unwinding at the deadline, so interpreter exit is
+bounded (``_exit.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._context import current_runtime, current_task_id
-from .._result import SubagentResult
+from .._contract import BackendSettings, RunEnding, RunFunction, RunOutcome, TaskTicket, remaining
 from .._status import SubagentStatus
 from .._threads import AbandoningExecutor
-from .base import Ending, ending_of, finish, log_extra, remaining
-
-if TYPE_CHECKING:
-    from .._runtime import RunFunction, RunOutcome, SubagentRuntime, _Task
 
 logger = logging.getLogger("subagent_exec")
+
+
+#: How long a finished run's leftover tasks get to unwind when its loop closes.
+LEFTOVER_SECONDS = 1.0
 
 
 @dataclass
@@ -43,6 +51,8 @@ class _LoopRun:
     inner: asyncio.Task[RunOutcome]
     abandon: asyncio.Future[Any]
     interrupted: bool = False  # touched only on the run's own loop
+    #: The run was abandoned (cleanup limit or shutdown deadline passed).
+    abandoned: bool = False
 
 
 class ThreadBackend:
@@ -51,40 +61,40 @@ class ThreadBackend:
     name = "thread"
 
     def __init__(self) -> None:
-        self._runtime: SubagentRuntime | None = None
+        self._settings: BackendSettings | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        # Invariant: the fields below are read and written under self._lock.
+        self._runs: dict[str, _LoopRun] = {}
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_total = 0
+        #: Tasks of abandoned runs, kept so that they are never destroyed.
+        self._abandoned_tasks: list[asyncio.Task[Any]] = []
+        self._abandoned_runs = 0
 
-    @property
-    def runtime(self) -> SubagentRuntime:
-        if self._runtime is None:
-            raise RuntimeError("ThreadBackend is not bound to a SubagentRuntime")
-        return self._runtime
-
-    def bind(self, runtime: SubagentRuntime) -> None:
-        if self._runtime is not None:
+    def bind(self, settings: BackendSettings) -> None:
+        if self._settings is not None:
             raise ValueError("a ThreadBackend serves one SubagentRuntime; create a new one")
-        self._runtime = runtime
+        self._settings = settings
         self._pool = ThreadPoolExecutor(
-            max_workers=runtime.max_workers * runtime.max_depth,
-            thread_name_prefix=f"{runtime.name}-worker",
+            max_workers=settings.max_concurrent_runs,
+            thread_name_prefix=f"{settings.runtime_name}-worker",
         )
 
     def prepare(self, run: RunFunction, *, subagent_name: str) -> None:
         return None  # the run stays in this process: nothing to check or send
 
-    def start(self, entry: _Task) -> None:
+    def start(self, ticket: TaskTicket) -> None:
         assert self._pool is not None
-        self._pool.submit(self._work, entry)
+        self._pool.submit(self._work, ticket)
 
-    def interrupt(self, entry: _Task) -> None:
-        with self.runtime._lock:
-            run: _LoopRun | None = entry.worker
+    def interrupt(self, ticket: TaskTicket) -> None:
+        with self._lock:
+            run = self._runs.get(ticket.task_id)
         if run is None:
             return  # not started yet: the run checks cancel_event before it starts
         try:
-            run.loop.call_soon_threadsafe(self._schedule_interrupt, entry, run)
+            run.loop.call_soon_threadsafe(self._schedule_interrupt, ticket, run)
         except RuntimeError:
             pass  # the loop already closed: the run is over
 
@@ -93,134 +103,167 @@ class ThreadBackend:
         self._pool.shutdown(wait=False)
         if not wait:
             return True
-        for thread in list(getattr(self._pool, "_threads", ())):
+        threads = list(getattr(self._pool, "_threads", ()))
+        for thread in threads:
             thread.join(remaining(deadline))
-            if thread.is_alive():
-                return False
-        return True
+        if not any(thread.is_alive() for thread in threads):
+            return True
+        # The deadline passed with runs still unwinding: abandon them, so the
+        # worker threads are let go at once (their statuses are written).
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            try:
+                run.loop.call_soon_threadsafe(self._abandon_now, run)
+            except RuntimeError:
+                pass  # its loop already closed
+        for thread in threads:
+            thread.join(LEFTOVER_SECONDS)
+        return False
 
     def stats(self) -> dict[str, int]:
-        with self.runtime._lock:
+        with self._lock:
             self._abandoned = {t for t in self._abandoned if t.is_alive()}
             return {
                 "worker_threads": len(getattr(self._pool, "_threads", ())),
                 "abandoned_threads": len(self._abandoned),
                 "abandoned_threads_total": self._abandoned_total,
+                "abandoned_runs": self._abandoned_runs,
             }
 
     # -- on the run's own loop ------------------------------------------------------
 
-    def _schedule_interrupt(self, entry: _Task, run: _LoopRun) -> None:
+    def _schedule_interrupt(self, ticket: TaskTicket, run: _LoopRun) -> None:
         """Interrupt now, or after the grace period."""
-        grace = self.runtime.cancel_grace_seconds
+        grace = ticket.cancel_grace_seconds
         if grace > 0:
-            run.loop.call_later(grace, self._interrupt, entry, run)
+            run.loop.call_later(grace, self._interrupt, ticket, run)
         else:
-            self._interrupt(entry, run)
+            self._interrupt(ticket, run)
 
-    def _interrupt(self, entry: _Task, run: _LoopRun) -> None:
+    def _interrupt(self, ticket: TaskTicket, run: _LoopRun) -> None:
         """Cancel the run once, and bound its cleanup."""
         if run.interrupted or run.inner.done():
             return
         run.interrupted = True
-        run.inner.cancel(f"subagent stop: {entry.holder.cancel_reason}")
-        run.loop.call_later(self.runtime.cleanup_timeout_seconds, self._abandon_cleanup, entry, run)
+        run.inner.cancel(f"subagent stop: {ticket.cancel_reason}")
+        run.loop.call_later(ticket.cleanup_timeout_seconds, self._abandon_cleanup, ticket, run)
 
-    def _abandon_cleanup(self, entry: _Task, run: _LoopRun) -> None:
+    def _abandon_cleanup(self, ticket: TaskTicket, run: _LoopRun) -> None:
         if not run.abandon.done():
             logger.warning(
                 "%s cleanup did not finish within %.1fs; abandoning it",
-                log_extra(entry.holder),
-                self.runtime.cleanup_timeout_seconds,
+                ticket.log_prefix,
+                ticket.cleanup_timeout_seconds,
             )
+            self._abandon_now(run)
+
+    @staticmethod
+    def _abandon_now(run: _LoopRun) -> None:
+        run.abandoned = True
+        if not run.abandon.done():
             run.abandon.set_result(None)
 
-    def _on_deadline(self, entry: _Task, run: _LoopRun) -> None:
+    def _on_deadline(self, ticket: TaskTicket, run: _LoopRun) -> None:
         if run.inner.done():
             return  # the run ended before its deadline; its outcome stands
-        self.runtime._time_out(entry)
+        ticket.time_out()
 
-    # -- the worker thread ------------------------------------------------------------
+    # -- the worker thread ----------------------------------------------------------
 
-    def _work(self, entry: _Task) -> None:
+    def _work(self, ticket: TaskTicket) -> None:
         """Runs in a pool thread: one fresh event loop for one run."""
-        runtime = self.runtime
-        holder = entry.holder
+        assert self._settings is not None
         try:
-            if not holder._start():
+            if not ticket.begin():
                 return  # stopped while queued: never runs
             loop = asyncio.new_event_loop()
-            sync_calls = AbandoningExecutor(f"{runtime.name}-{holder.task_id[:8]}")
+            sync_calls = AbandoningExecutor(
+                f"{self._settings.runtime_name}-{ticket.task_id[:8]}"
+            )
             loop.set_default_executor(sync_calls)
             asyncio.set_event_loop(loop)  # for libraries that call get_event_loop()
+            run: _LoopRun | None = None
             try:
-                loop.run_until_complete(self._drive(entry))
-            except BaseException:  # never expected; the holder must still end
-                logger.exception("%s driver crashed", log_extra(holder))
-                holder._finish(SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed")
-            finally:
-                _close_loop(loop, holder)
-                left = sync_calls.live_threads()
-                if left:
-                    logger.warning(
-                        "%s abandoned %d sync call(s) still running", log_extra(holder), len(left)
-                    )
-                with runtime._lock:
-                    self._abandoned.update(left)
-                    self._abandoned_total += len(left)
-                    entry.worker = None
+                run = loop.run_until_complete(self._drive(ticket))
+                ending = _ending(run, ticket)
+            except BaseException:  # never expected; the task must still end
+                logger.exception("%s driver crashed", ticket.log_prefix)
+                ending = RunEnding(
+                    SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed"
+                )
+            # Counted before the terminal status is written, so whoever it wakes
+            # sees them in stats().
+            self._count_abandoned(ticket, sync_calls.live_threads())
+            ticket.finish(ending)  # terminal status and slot back, together
+            kept = self._close_loop(loop, run, ticket)
+            if kept:
+                with self._lock:
+                    self._abandoned_tasks.extend(kept)
+                    self._abandoned_runs += 1
         finally:
-            runtime._release_slot(entry)
+            with self._lock:
+                self._runs.pop(ticket.task_id, None)
+            ticket.release()  # a no-op after finish(); frees the slot otherwise
 
-    async def _drive(self, entry: _Task) -> None:
-        runtime = self.runtime
-        holder = entry.holder
+    async def _drive(self, ticket: TaskTicket) -> _LoopRun:
         loop = asyncio.get_running_loop()
-        context = (entry.context or contextvars.Context()).copy()
-        context.run(current_task_id.set, holder.task_id)
-        context.run(current_runtime.set, runtime)
-        inner = loop.create_task(entry.run(holder), context=context)
+        inner = loop.create_task(ticket.run(ticket), context=ticket.context.copy())
         run = _LoopRun(loop=loop, inner=inner, abandon=loop.create_future())
-        with runtime._lock:
-            entry.worker = run
-            stop_now = holder.cancel_event.is_set()
-        if stop_now:
+        with self._lock:
+            self._runs[ticket.task_id] = run
+        if ticket.cancel_event.is_set():
             # Cancelled before its first step, the coroutine body never runs.
-            self._interrupt(entry, run)
-        deadline = loop.call_later(entry.timeout_seconds, self._on_deadline, entry, run)
+            self._interrupt(ticket, run)
+        deadline = loop.call_later(ticket.timeout_seconds, self._on_deadline, ticket, run)
         try:
             await asyncio.wait([inner, run.abandon], return_when=asyncio.FIRST_COMPLETED)
         finally:
             deadline.cancel()
-        if inner.done():
-            finish(holder, ending_of(inner, holder))
-        else:
-            finish(
-                holder,
-                Ending(
-                    SubagentStatus.CANCELLED,
-                    error="CleanupTimeout: the sub-agent did not unwind in time",
-                    stop_reason="cleanup_timeout",
-                ),
-            )
+        return run
+
+    def _count_abandoned(self, ticket: TaskTicket, threads: list[threading.Thread]) -> None:
+        if not threads:
+            return
+        logger.warning(
+            "%s abandoned %d sync call(s) still running", ticket.log_prefix, len(threads)
+        )
+        with self._lock:
+            self._abandoned.update(threads)
+            self._abandoned_total += len(threads)
+
+    def _close_loop(
+        self, loop: asyncio.AbstractEventLoop, run: _LoopRun | None, ticket: TaskTicket
+    ) -> list[asyncio.Task[Any]]:
+        """Like asyncio.run's teardown, but bounded, without waiting for the
+        default executor (its sync calls are abandoned, see _threads.py), and
+        without destroying what was abandoned. Returns the tasks to keep."""
+        kept: list[asyncio.Task[Any]] = []
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if pending:
+                # As asyncio.run does; for an abandoned run this comes after
+                # its cleanup limit, so it never cuts a cleanup short.
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.wait(pending, timeout=LEFTOVER_SECONDS))
+                kept = [t for t in pending if not t.done()]  # they swallow cancels
+                for task in kept:
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # kept
+            if not kept and _has_unfinished_asyncgens(loop):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+        except Exception:
+            logger.exception("%s error while closing the sub-agent loop", ticket.log_prefix)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+        return kept
 
 
-def _close_loop(loop: asyncio.AbstractEventLoop, holder: SubagentResult) -> None:
-    """Like asyncio.run's teardown, but bounded and without waiting for the
-    default executor (its sync calls are abandoned, see _threads.py)."""
-    try:
-        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
-        if _has_unfinished_asyncgens(loop):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-    except Exception:
-        logger.exception("%s error while closing the sub-agent loop", log_extra(holder))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+def _ending(run: _LoopRun, ticket: TaskTicket) -> RunEnding:
+    if run.inner.done():
+        return RunEnding.of_task(run.inner, ticket)
+    return RunEnding.cleanup_timeout()
 
 
 def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
@@ -236,4 +279,3 @@ def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
     if tracked is None:
         return True
     return any(gen.ag_frame is not None for gen in list(tracked))
-

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from .._checks import check_callable, check_int, check_number
 from .._errors import CapacityError, RuntimeClosedError
 from .._result import SubagentResult
 from .._runtime import SubagentRuntime
@@ -84,14 +85,9 @@ def create_router(
     """
     if not isinstance(runtime, SubagentRuntime):
         raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
-    if not callable(owner_dependency):
-        raise TypeError("owner_dependency must be a callable FastAPI dependency")
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or (
-        max_body_bytes < 1
-    ):
-        raise ValueError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
-    if not isinstance(keepalive_seconds, int | float) or not keepalive_seconds > 0:
-        raise ValueError(f"keepalive_seconds must be a number > 0, got {keepalive_seconds!r}")
+    check_callable("create_router", "owner_dependency", owner_dependency)
+    check_int("create_router", "max_body_bytes", max_body_bytes, minimum=1)
+    check_number("create_router", "keepalive_seconds", keepalive_seconds, positive=True)
 
     buffer = EventBuffer(runtime, capacity=event_buffer_size)
     # Subscribe now, so events of runs started before the first stream opens

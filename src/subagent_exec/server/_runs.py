@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .._checks import check_number
 from .._config import SubagentConfig
 from .._executor import SubagentExecutor
 from .._runtime import SubagentRuntime
@@ -39,8 +40,7 @@ class RunStarter(Protocol):
 def demo_run_starter(speed: float = 1.0) -> RunStarter:
     """A :class:`RunStarter` for the bundled demo lead agent (offline scripted
     models); ``speed`` scales its latencies (1.0: a run takes about 6 s)."""
-    if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed >= 0:
-        raise ValueError(f"speed must be a number >= 0, got {speed!r}")
+    check_number("demo_run_starter", "speed", speed, positive=False)
 
     def start(runtime: SubagentRuntime, *, prompt: str, owner: str | None) -> str:
         def build_lead_graph() -> Any:

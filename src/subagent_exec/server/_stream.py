@@ -32,6 +32,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .._checks import check_int
 from .._events import TaskEvent
 from .._runtime import SubagentRuntime
 
@@ -118,8 +119,7 @@ class EventBuffer:
     stream clients of one router."""
 
     def __init__(self, runtime: SubagentRuntime, capacity: int = 10_000) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"event buffer capacity must be an int >= 1, got {capacity!r}")
+        check_int("EventBuffer", "capacity", capacity, minimum=1)
         self.runtime = runtime
         self.capacity = capacity
         self._lock = threading.Lock()

@@ -14,18 +14,16 @@ import re
 import select
 import socket
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage
 
 from ._wire import completion_message, finish_reason, message_text, stream_deltas
-
-if TYPE_CHECKING:
-    from ._server import OpenAICompatServer
 
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -50,6 +48,21 @@ class ServerStopped(Exception):
 
 class BadRequest(Exception):
     """The request cannot be answered; the message goes back with HTTP 400."""
+
+
+class Owner(Protocol):
+    """What the handler needs of the server object (``OpenAICompatServer``)."""
+
+    delay: float
+    chunk_delay: float
+    models: tuple[str, ...]
+    _stopping: threading.Event
+
+    def _answer(self, body: dict[str, Any]) -> tuple[AIMessage, float]: ...
+    def _record(self, request: RecordedRequest) -> None: ...
+    def _connection_opened(self, sock: socket.socket) -> None: ...
+    def _connection_closed(self, sock: socket.socket) -> None: ...
+    def _client_disconnected(self) -> None: ...
 
 
 def _count_tokens(text: str) -> int:
@@ -302,7 +315,7 @@ class Handler(BaseHTTPRequestHandler):
 class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    owner: OpenAICompatServer
+    owner: Owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Drop connection errors quietly; report anything else as usual."""

@@ -1,0 +1,154 @@
+"""One delegation seen from the calling side: the ``task_*`` progress events
+it emits and the ToolMessage it answers with.
+
+Events are ``task_started``, one ``task_running`` per AI message of the child,
+and exactly one terminal event (``task_completed`` / ``task_failed`` /
+``task_timed_out`` / ``task_cancelled``). Each carries ``task_id``,
+``tool_call_id``, ``subagent_type`` and ``parent_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+
+from ._events import TaskEvent
+from ._result import SubagentResult
+from ._status import SubagentStatus
+
+logger = logging.getLogger("subagent_exec")
+
+#: The progress event that ends a delegation, by the child's terminal status.
+TERMINAL_EVENTS: dict[SubagentStatus, str] = {
+    SubagentStatus.COMPLETED: "task_completed",
+    SubagentStatus.FAILED: "task_failed",
+    SubagentStatus.TIMED_OUT: "task_timed_out",
+    SubagentStatus.CANCELLED: "task_cancelled",
+}
+
+
+class Delegation:
+    """One ``task`` call, seen from the calling side: its events and its answer."""
+
+    def __init__(
+        self,
+        *,
+        tool_name: str,
+        tool_call_id: str,
+        subagent_type: str,
+        description: str,
+        task_id: str,
+        holder: SubagentResult,
+        emit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.tool_name = tool_name
+        self.tool_call_id = tool_call_id
+        self.subagent_type = subagent_type
+        self.description = description
+        self.task_id = task_id
+        self.holder = holder
+        self.parent_id = holder.parent_id
+        self._emit = emit
+        self._closed = False  # the terminal event was emitted; nothing follows it
+
+    def _event(self, kind: str, **data: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "task_id": self.task_id,
+            "tool_call_id": self.tool_call_id,
+            "subagent_type": self.subagent_type,
+            "parent_id": self.parent_id,
+            "description": self.description,
+            "trace_id": self.holder.trace_id,
+            "timestamp": time.time(),
+            **data,
+        }
+
+    def started(self) -> None:
+        holder = self.holder
+        logger.info(
+            "[task=%s trace=%s] %s call %s delegated to %r",
+            self.task_id,
+            holder.trace_id,
+            self.tool_name,
+            self.tool_call_id,
+            self.subagent_type,
+        )
+        self._emit(self._event("task_started", status=holder.status.value, depth=holder.depth))
+
+    def running(self, message: dict[str, Any]) -> None:
+        if not self._closed:
+            self._emit(self._event("task_running", status="running", message=message))
+
+    def on_task_event(self, event: TaskEvent) -> None:
+        if event.kind == "ai_message":
+            self.running(event.data["message"])
+
+    def finished(self) -> None:
+        """Emit the one terminal event (CANCELLED if the child is still unwinding)."""
+        if self._closed:
+            return
+        self._closed = True
+        holder = self.holder
+        status = holder.status
+        kind = TERMINAL_EVENTS.get(status, "task_cancelled")
+        self._emit(
+            self._event(
+                kind,
+                status=status.value,
+                stopping=not status.is_terminal,
+                error=holder.error,
+                cancel_reason=holder.cancel_reason,
+                stop_reason=holder.stop_reason,
+                duration_seconds=holder.duration_seconds,
+                result=holder.result if status is SubagentStatus.COMPLETED else None,
+            )
+        )
+        logger.info(
+            "[task=%s trace=%s] %s call %s ended: %s",
+            self.task_id,
+            holder.trace_id,
+            self.tool_name,
+            self.tool_call_id,
+            status.value if status.is_terminal else "stopping",
+        )
+
+    def cancel_reason(self) -> str:
+        return (
+            f"the {self.tool_name!r} tool call {self.tool_call_id} that started it was "
+            "cancelled (its caller's run was cancelled)"
+        )
+
+    def message(self) -> ToolMessage:
+        """The ToolMessage for the child's terminal status."""
+        holder = self.holder
+        status = holder.status
+        who = f"Sub-agent {self.subagent_type!r} (task {self.task_id})"
+        if status is SubagentStatus.COMPLETED:
+            content = holder.result or f"{who} finished without an answer."
+        elif status is SubagentStatus.FAILED:
+            content = f"{who} failed: {holder.error}"
+        elif status is SubagentStatus.TIMED_OUT:
+            content = f"{who} timed out: {holder.cancel_reason}"
+        else:
+            content = f"{who} was cancelled: {holder.cancel_reason}"
+        if status is not SubagentStatus.COMPLETED:
+            partial = holder.result or holder.last_ai_text()
+            if partial:
+                content += f"\nIts last message before it stopped:\n{partial}"
+        return ToolMessage(
+            content=content,
+            tool_call_id=self.tool_call_id,
+            name=self.tool_name,
+            status="success" if status is SubagentStatus.COMPLETED else "error",
+            artifact={
+                **holder.to_dict(),
+                "tool_call_id": self.tool_call_id,
+                "subagent_type": self.subagent_type,
+                "description": self.description,
+            },
+        )

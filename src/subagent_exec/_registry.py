@@ -1,0 +1,111 @@
+"""The tasks a runtime knows: registered in creation order, linked in a tree,
+and forgotten, once finished, by the runtime's retention rules
+(``retain_max``, ``retain_ttl_seconds``). Unfinished tasks are never forgotten.
+
+The tree that stops follow is an index of its own, not ``holder.children``
+(which records history): when a finished task is forgotten while some of its
+descendants still run, its children are re-attached to its nearest registered
+ancestor, so a stop of any ancestor still reaches all of them.
+
+# Invariant: a Registry is used only under its runtime's lock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from ._tasks import RegisteredTask
+
+
+class Registry:
+    """Registered tasks by id, and the order in which finished ones are forgotten."""
+
+    def __init__(self, *, retain_max: int, retain_ttl_seconds: float | None) -> None:
+        self.retain_max = retain_max
+        self.retain_ttl_seconds = retain_ttl_seconds
+        self.submitted_total = 0
+        #: Registered tasks that have not reached a terminal status yet.
+        self.unfinished = 0
+        self._tasks: dict[str, RegisteredTask] = {}
+        # Finished tasks still registered, oldest first.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        # The tree stops follow: registered children by parent, and back.
+        self._children: dict[str, list[str]] = {}
+        self._parent: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def __iter__(self) -> Iterator[RegisteredTask]:
+        """The registered tasks, in creation order."""
+        return iter(self._tasks.values())
+
+    def get(self, task_id: str) -> RegisteredTask | None:
+        return self._tasks.get(task_id)
+
+    def add(self, entry: RegisteredTask, parent_id: str | None) -> None:
+        self._tasks[entry.task_id] = entry
+        self.submitted_total += 1
+        self.unfinished += 1
+        if parent_id is not None:
+            self._children.setdefault(parent_id, []).append(entry.task_id)
+            self._parent[entry.task_id] = parent_id
+
+    def descendants(self, task_id: str) -> list[RegisteredTask]:
+        """Every registered task below ``task_id`` in the tree, parents first."""
+        found: list[RegisteredTask] = []
+        stack = list(reversed(self._children.get(task_id, ())))
+        while stack:
+            child_id = stack.pop()
+            entry = self._tasks.get(child_id)
+            if entry is not None:
+                found.append(entry)
+            stack.extend(reversed(self._children.get(child_id, ())))
+        return found
+
+    def finished(self, task_id: str) -> None:
+        """``task_id`` reached its terminal status: retention may forget it now."""
+        self.unfinished -= 1
+        self._finished[task_id] = None
+        while len(self._finished) > self.retain_max:
+            self.forget(next(iter(self._finished)))
+        self.forget_expired()
+
+    def forget_expired(self) -> None:
+        """Forget the finished tasks older than ``retain_ttl_seconds``."""
+        if self.retain_ttl_seconds is None:
+            return
+        horizon = datetime.now(UTC) - timedelta(seconds=self.retain_ttl_seconds)
+        while self._finished:
+            oldest = next(iter(self._finished))
+            entry = self._tasks.get(oldest)
+            completed = entry.holder.completed_at if entry else None
+            if completed is not None and completed > horizon:
+                return
+            self.forget(oldest)
+
+    def forget(self, task_id: str) -> None:
+        self._finished.pop(task_id, None)
+        entry = self._tasks.pop(task_id, None)
+        if entry is None:
+            return
+        entry.drop_references()
+        # Re-attach its children (if any still exist) to its own parent.
+        parent_id = self._parent.pop(task_id, None)
+        children = self._children.pop(task_id, [])
+        if parent_id is not None:
+            siblings = self._children[parent_id]
+            siblings.remove(task_id)
+            siblings.extend(children)
+            for child_id in children:
+                self._parent[child_id] = parent_id
+            if not siblings:
+                del self._children[parent_id]
+        else:
+            for child_id in children:
+                del self._parent[child_id]

@@ -1,0 +1,184 @@
+"""``RegisteredTask``: one task of the runtime's registry, and the ticket its
+backend runs it with (the only way a backend acts on a task)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextvars import Context
+from dataclasses import dataclass
+from typing import Any
+
+from ._contract import RunEnding, RunFunction, RunOutcome, TaskTicket
+from ._result import SubagentResult
+from ._slots import SlotState
+from ._status import SubagentStatus
+
+logger = logging.getLogger("subagent_exec")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What every task of one runtime shares: its lock, stop limits, and the
+    runtime operations a ticket triggers."""
+
+    lock: threading.RLock
+    cancel_grace_seconds: float
+    cleanup_timeout_seconds: float
+    #: Latch TIMED_OUT, cascade and interrupt (the runtime's deadline path).
+    time_out: Callable[[RegisteredTask], None]
+    #: Give the task's slot back and start what can start (under the lock).
+    release: Callable[[RegisteredTask], None]
+    #: The task has just become terminal (under the lock): stop what it left
+    #: running; returns what to interrupt once the lock is released.
+    ended: Callable[[RegisteredTask], list[RegisteredTask]]
+    #: Interrupt these runs (outside the lock).
+    interrupt: Callable[[list[RegisteredTask]], None]
+
+
+class RegisteredTask(TaskTicket):
+    """A task in the registry: its holder, its run, and its slot bookkeeping."""
+
+    def __init__(
+        self,
+        *,
+        holder: SubagentResult,
+        run: RunFunction,
+        payload: Any,
+        timeout_seconds: float,
+        context: Context,
+        settings: TaskSettings,
+    ) -> None:
+        self._holder = holder
+        self._run: RunFunction = run
+        self._payload = payload
+        self._timeout_seconds = timeout_seconds
+        self._context = context
+        self._settings = settings
+        # Invariant: used only under the runtime's lock (see _slots.py).
+        self.slot: SlotState[RegisteredTask] = SlotState(self)
+
+    def __repr__(self) -> str:
+        return f"<RegisteredTask {self._holder!r}>"
+
+    # -- what a run sees -----------------------------------------------------------------
+
+    @property
+    def task_id(self) -> str:
+        return self._holder.task_id
+
+    @property
+    def trace_id(self) -> str:
+        return self._holder.trace_id
+
+    @property
+    def subagent_name(self) -> str:
+        return self._holder.subagent_name
+
+    @property
+    def prompt(self) -> str:
+        return self._holder.task
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        return self._holder.cancel_event
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self._holder.cancel_reason
+
+    @property
+    def log_prefix(self) -> str:
+        return self._holder.log_prefix
+
+    def record_ai_message(self, record: dict[str, Any], message_id: str) -> bool:
+        # After a stop, only a grace period lets the call in flight deliver.
+        return self._holder._add_ai_message(
+            record, message_id, after_stop=self._settings.cancel_grace_seconds > 0
+        )
+
+    def last_ai_text(self) -> str | None:
+        return self._holder.last_ai_text()
+
+    # -- what a backend sees -------------------------------------------------------------
+
+    @property
+    def holder(self) -> SubagentResult:
+        return self._holder
+
+    @property
+    def run(self) -> RunFunction:
+        return self._run
+
+    @property
+    def payload(self) -> Any:
+        return self._payload
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self._timeout_seconds
+
+    @property
+    def context(self) -> Context:
+        return self._context
+
+    @property
+    def cancel_grace_seconds(self) -> float:
+        return self._settings.cancel_grace_seconds
+
+    @property
+    def cleanup_timeout_seconds(self) -> float:
+        return self._settings.cleanup_timeout_seconds
+
+    @property
+    def stop_status(self) -> SubagentStatus | None:
+        return self._holder._stop_status
+
+    def begin(self) -> bool:
+        return self._holder._start()
+
+    def time_out(self) -> None:
+        self._settings.time_out(self)
+
+    def finish(self, ending: RunEnding) -> bool:
+        holder = self._holder
+        if (
+            ending.status is SubagentStatus.FAILED
+            and ending.stop_reason is None
+            and not holder.cancel_event.is_set()
+        ):
+            logger.info("%s failed: %s", holder.log_prefix, ending.error)
+        settings = self._settings
+        # One critical section: whoever is woken by the terminal status (and
+        # then reads stats() or submits again) finds the slot already free.
+        with settings.lock:
+            if not holder._finish(
+                ending.status,
+                result=ending.result,
+                error=ending.error,
+                stop_reason=ending.stop_reason,
+            ):
+                return False
+            settings.release(self)
+            orphans = settings.ended(self)
+        if orphans:
+            settings.interrupt(orphans)
+        return True
+
+    def release(self) -> None:
+        with self._settings.lock:
+            self._settings.release(self)
+
+    # -- the registry's own --------------------------------------------------------------
+
+    def drop_references(self) -> None:
+        """Forgotten by the registry: let go of the user's objects (stale
+        references to this ticket may remain in queues until they are popped)."""
+        self._run = _forgotten_run
+        self._payload = None
+        self._context = Context()
+
+
+async def _forgotten_run(handle: Any) -> RunOutcome:  # pragma: no cover
+    raise RuntimeError("this task was cleaned up")
