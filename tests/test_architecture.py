@@ -63,7 +63,7 @@ HOLDER_TRANSITIONS = re.compile(
 )
 #: The runtime's private state, or a runtime's private methods, from outside.
 RUNTIME_PRIVATES = re.compile(r"\b(runtime|rt|self\.runtime|self\._runtime)\._[a-z]\w*")
-OWNERS_OF_HOLDERS = {"_result.py", "_tasks.py", "_runtime.py"}
+OWNERS_OF_HOLDERS = {"_result.py", "_tasks.py", "_registry.py", "_runtime.py"}
 
 
 def _sources() -> list[tuple[str, str]]:

@@ -6,21 +6,54 @@ import re
 import subprocess
 import sys
 
+from subagent_exec._display import RICH_HINT
 
-def test_demo_runs_offline_and_stops_what_it_says() -> None:
+#: One line per change when piped: "<time> run A · researcher #1a2b3c4d · running ...".
+CHANGE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} run [AB] · [a-z-]+ #[0-9a-f]{8} · [a-z]", re.M)
+
+
+def run_demo(*python: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "subagent_exec.demo", "--speed", "0.3"],
+        [sys.executable, *python, "--speed", "0.3"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    out = done.stdout
-    # Not a terminal: status changes are printed line by line, then the final tree.
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_demo_runs_offline_and_stops_what_it_says() -> None:
+    out = run_demo("-m", "subagent_exec.demo")
+    # Not a terminal: one self-explaining line per change, then the final tree.
+    assert RICH_HINT not in out, "rich is installed with the test extra"
+    assert len(CHANGE.findall(out)) >= 30, out
+    assert re.search(r"run A · lead-agent #\w{8} · pending · new run: \"Compare", out), out
+    assert re.search(r"run B · lead-agent #\w{8} · cancelled after [\d.]+ s: the user", out), out
     assert "Final statuses" in out
+    final = out[out.index("Final statuses"):]
+    assert re.search(r"^run A: Compare solid-state batteries .* · started \d\d:\d\d:\d\d$", final,
+                     re.M), final
+    assert re.search(r"^run B: Summarise the state of grid-scale storage", final, re.M), final
     assert re.search(r"run A's lead carried on: completed", out), out
     stop_b = re.search(r"Stop of run B: (\d+)/(\d+) unfinished tasks CANCELLED", out)
     assert stop_b is not None, out
     assert stop_b.group(1) == stop_b.group(2) and int(stop_b.group(2)) >= 2
     assert "the user stopped this researcher" in out
-    assert "Traceback" not in done.stderr
+    assert not re.search(r"[0-9a-f]{32}", out), "tasks are named by name and short id"
+
+
+def test_demo_without_rich_prints_plain_lines_and_a_hint() -> None:
+    # As on a machine without the demo extra: importing rich fails.
+    blocked = (
+        "import sys; sys.modules['rich'] = None; "
+        "from subagent_exec.demo import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = run_demo("-c", blocked)
+    assert RICH_HINT in out.splitlines()
+    assert len(CHANGE.findall(out)) >= 30, out
+    final = out[out.index("Final statuses"):]
+    assert re.search(r"^  run A: Compare solid-state .* · started \d\d:\d\d:\d\d$", final, re.M)
+    assert re.search(r"^  └─ lead-agent #\w{8}  completed ", final, re.M), final
+    assert "Stop of run B:" in out

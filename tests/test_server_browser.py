@@ -1,12 +1,15 @@
 """The live run page in headless Chromium (Debian's ``chromium`` and
 ``chromium-driver`` packages, installed by the set-up below when missing).
 
-Screenshots go to ``artifacts/`` (gitignored) as test artifacts.
+Screenshots go to ``artifacts/`` (gitignored) as test artifacts; each state the
+page can be in is photographed and checked (texts readable in full, nothing wider
+than the 1280 px window).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from fastapi import FastAPI
 from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
 from subagent_exec.demo_agents import build_demo_lead_agent
 from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
+from subagent_exec.testing import ScriptedChatModel
 
 from .server_support import SETTLE, LiveServer, wait_for
 from .setup_support import apt_install
@@ -38,6 +42,18 @@ CHROMIUM_FLAGS = (
     "--window-size=1280,900",
 )
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+WINDOW_WIDTH = 1280
+#: An answer longer than an event carries (2,000 characters), with line breaks
+#: and one unbreakable 300-character token: the page must show all of it.
+LONG_ANSWER = (
+    "\n".join(f"Paragraph {i}: " + "the essay goes on and on " * 5 for i in range(1, 26))
+    + "\nhttps://example.invalid/" + "x" * 300
+    + "\nThe end of the long answer."
+)
+LONG_PROMPT = (
+    "Compare solid-state batteries and heat pumps for a short briefing. "
+    + "Cover chemistry, supply chains, costs per kWh, lifetimes and recycling. " * 8
+)
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +110,10 @@ def odd_run_starter(runtime: SubagentRuntime, *, prompt: str, owner: str | None)
             raise RuntimeError("the lead agent could not be built")
 
         config = SubagentConfig(name="broken-lead", graph_factory=broken)
+    elif prompt == "long answer":
+        config = SubagentConfig(
+            name="essayist", model=ScriptedChatModel(default=LONG_ANSWER, latency=0.3)
+        )
     elif prompt == "time out":
         config = SubagentConfig(
             name="hasty-lead", timeout_seconds=1.2,
@@ -311,3 +331,229 @@ def test_page_resyncs_after_the_server_restarts(browser: Any) -> None:
     finally:
         second.stop()
         second_runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
+
+
+# -- texts in full, AI messages, clearing: one screenshot per state ---------------------
+
+PAGE_FACTS = """
+const doc = document.documentElement;
+const clipped = (e) => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1;
+const shown = (e) => e.getClientRects().length > 0;
+return {
+  innerWidth: window.innerWidth,
+  pageOverflow: doc.scrollWidth - doc.clientWidth,
+  runWidths: [...document.querySelectorAll('#runs > .run')].filter(shown)
+    .map((e) => e.getBoundingClientRect().width),
+  // Opened texts and opened AI messages: all of it must be visible.
+  openClipped: [...document.querySelectorAll(
+      '.clip-box.open .clip, .msgs:not([hidden]) .msg-body, .msgs:not([hidden]) .tool-arg')]
+    .filter(shown).filter(clipped).map((e) => e.textContent.slice(0, 80)),
+  // A text cut to one line must offer its "more" button.
+  cutWithoutMore: [...document.querySelectorAll('.clip-box:not(.open)')].filter(shown)
+    .filter((b) => clipped(b.querySelector('.clip')) && !shown(b.querySelector('.more')))
+    .map((b) => b.textContent.slice(0, 80)),
+};
+"""
+
+
+def page_facts(driver: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = driver.execute_script(PAGE_FACTS)
+    return facts
+
+
+def assert_readable(driver: Any) -> dict[str, Any]:
+    """What every state must satisfy at 1280 px: no sideways scrolling, run cards
+    using the width, opened texts shown whole, cut texts openable."""
+    facts = page_facts(driver)
+    assert facts["innerWidth"] == WINDOW_WIDTH, facts
+    assert facts["pageOverflow"] <= 0, f"the page scrolls sideways: {facts}"
+    # 24 px margins each side and a scrollbar: a card gets (almost) all the rest.
+    assert all(w >= WINDOW_WIDTH - 2 * 24 - 20 for w in facts["runWidths"]), facts["runWidths"]
+    assert facts["openClipped"] == [], facts["openClipped"]
+    assert facts["cutWithoutMore"] == [], facts["cutWithoutMore"]
+    return facts
+
+
+def card(driver: Any, task_id: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'#runs > .run[data-task-id="{task_id}"]')
+
+
+def own_row(driver: Any, task_id: str, selector: str) -> Any:
+    """An element of a task's own row (not of its children's)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(
+        By.CSS_SELECTOR, f'.task[data-task-id="{task_id}"] > .row {selector}'
+    )
+
+
+def open_text(driver: Any, task_id: str, which: str) -> str:
+    """Click a task's "more" for ``which`` (what / detail) and return the text shown."""
+    box = own_row(driver, task_id, f".clip-box.{which}")
+    if "open" not in (box.get_attribute("class") or ""):
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.find_element("css selector", ".more").click()
+    return str(box.find_element("css selector", ".clip").get_attribute("textContent"))
+
+
+def visible_run_ids(driver: Any) -> set[str]:
+    return set(driver.execute_script(
+        """return [...document.querySelectorAll('#runs > .run')]
+             .filter((e) => e.getClientRects().length > 0).map((e) => e.dataset.taskId);"""
+    ))
+
+
+@pytest.mark.timeout(900)
+def test_page_texts_in_full_ai_messages_live_and_clearing_finished_runs(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, runtime = page_server
+    client = server.client()
+    browser.get(server.base_url + "/")
+    wait_for(
+        lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live",
+        "the page's event stream",
+    )
+    run_a = client.post("/runs", json={"prompt": LONG_PROMPT}).json()["task_id"]
+    essay = client.post("/runs", json={"prompt": "long answer"}).json()["task_id"]
+    run_c = client.post("/runs", json={"prompt": "a run to stop"}).json()["task_id"]
+
+    # 1. The running tree: each run labelled with its prompt and start time.
+    wait_for(
+        lambda: sum(1 for s, _ in chips(browser).values() if s == "running") >= 8,
+        "both demo runs' trees running",
+    )
+    for root, prompt in ((run_a, LONG_PROMPT), (run_c, "a run to stop")):
+        head = card(browser, root).find_element(By.CSS_SELECTOR, ":scope > .run-head")
+        label = head.find_element(By.CSS_SELECTOR, ".run-label .clip")
+        assert label.is_displayed() and label.text, "the run's label is shown"
+        assert prompt.startswith(label.text.rstrip("…").strip()[:40])
+        start = head.find_element(By.CSS_SELECTOR, ".run-start")
+        assert start.is_displayed()
+        shown_at = re.fullmatch(r"started (\d\d):(\d\d):(\d\d)", start.text)
+        assert shown_at is not None, start.text
+        holder = runtime.get(root)
+        assert holder is not None and holder.started_at is not None
+        started = holder.started_at.astimezone()
+        shown_seconds = int(shown_at[1]) * 3600 + int(shown_at[2]) * 60 + int(shown_at[3])
+        real_seconds = started.hour * 3600 + started.minute * 60 + started.second
+        assert abs(shown_seconds - real_seconds) <= 1, (start.text, started)
+        # The lead's row does not repeat the prompt: the label is the prompt.
+        assert own_row(browser, root, ".clip-box.what .clip").text == ""
+    # Long prompts are cut to one line, with "more"; opened, they are whole.
+    researcher = next(
+        t.task_id for t in runtime.list_tasks(parent_id=run_a) if t.subagent_name == "researcher"
+    )
+    assert own_row(browser, researcher, ".clip-box.what .more").is_displayed()
+    assert_readable(browser)
+    screenshot(browser, "page-1-running-tree.png")
+
+    # 2. A stopped run: reasons name tasks by sub-agent name and short id.
+    stop = card(browser, run_c).find_element(By.CSS_SELECTOR, ":scope > .row button.stop")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", stop)
+    stop.click()
+    assert stop.text == "Stopping…" and not stop.is_enabled()
+    def tree_c() -> list[str]:
+        found, stack = [], [run_c]
+        while stack:
+            holder = runtime.get(stack.pop())
+            if holder is not None:
+                found.append(holder.task_id)
+                stack.extend(holder.children)
+        return found
+
+    wait_for(
+        lambda: all(chips(browser).get(t) == ("cancelled", "cancelled") for t in tree_c()),
+        "run C cancelled",
+    )
+    lead_ref = f"lead-agent #{run_c[:8]}"
+    assert len(tree_c()) >= 3, "the stop reached the run's sub-agents"
+    for task_id in tree_c()[1:]:
+        reason = own_row(browser, task_id, ".clip-box.detail .clip").text
+        assert reason.startswith(f"ancestor {lead_ref} was cancelled"), reason
+        assert not re.search(r"[0-9a-f]{32}", reason), reason
+    assert assert_readable(browser)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", card(browser, run_c))
+    screenshot(browser, "page-2-stopped.png")
+
+    # 3. The lead's AI messages, opened while it runs: new ones appear as they come.
+    wait_for(
+        lambda: own_row(browser, run_a, "button.msgs-toggle").is_displayed(), "a first AI message"
+    )
+    own_row(browser, run_a, "button.msgs-toggle").click()
+    messages = lambda: browser.find_elements(  # noqa: E731
+        By.CSS_SELECTOR, f'.task[data-task-id="{run_a}"] > .row .msg'
+    )
+    wait_for(lambda: len(messages()) == 1, "the first AI message listed")
+    first = messages()[0].text
+    assert "→ task" in first and "subagent_type: researcher" in first, first
+    assert LONG_PROMPT.strip()[-60:] in first, "tool arguments are shown in full"
+    wait_for(lambda: len(messages()) == 2, "the second AI message, live", 30)
+    assert "subagent_type: writer" in messages()[1].text
+    assert messages()[0].text == first, "messages already shown stay as they are"
+    toggle = own_row(browser, run_a, "button.msgs-toggle").text
+    assert toggle.startswith("▾") and "2 AI messages" in toggle, toggle
+    assert_readable(browser)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", card(browser, run_a))
+    screenshot(browser, "page-3-ai-messages.png")
+
+    # 4. Answers opened in full, also past what an event carries (2,000 characters).
+    wait_for(
+        lambda: {runtime.get(run_a).status.value, runtime.get(essay).status.value}  # type: ignore[union-attr]
+        == {"completed"},
+        "run A and the essay complete", 30,
+    )
+    wait_for(lambda: chips(browser)[run_a][0] == "completed", "run A completed on the page")
+    shown = open_text(browser, essay, "detail")
+    full = client.get(f"/tasks/{essay}").json()["result"]
+    assert len(full) > 2000 and full == LONG_ANSWER
+    wait_for(
+        lambda: open_text(browser, essay, "detail") == "→ " + full, "the whole essay, fetched"
+    )
+    assert shown.startswith("→ Paragraph 1:")
+    answer = open_text(browser, run_a, "detail")
+    assert answer == "→ " + runtime.get(run_a).result  # type: ignore[union-attr]
+    open_text(browser, researcher, "what")
+    facts = assert_readable(browser)
+    assert len(facts["runWidths"]) == 3
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", card(browser, essay))
+    screenshot(browser, "page-4-expanded-answer.png")
+
+    # 5. Finished runs cleared from view, remembered by this browser, shown again.
+    wait_for(lambda: set(server_statuses(server).values()) <= TERMINAL, "every task ended")
+    clear = browser.find_element(By.ID, "clear-finished")
+    wait_for(lambda: clear.text == "Clear finished (3)", "three finished runs to clear")
+    clear.click()
+    wait_for(lambda: visible_run_ids(browser) == set(), "every run cleared")
+    assert browser.find_element(By.ID, "empty").is_displayed()
+    browser.refresh()
+    show = browser.find_element(By.ID, "show-cleared")
+    wait_for(
+        lambda: show.is_displayed() and show.text == "Show cleared (3)", "cleared after reload"
+    )
+    assert visible_run_ids(browser) == set()
+    assert_readable(browser)
+    screenshot(browser, "page-5-cleared.png")
+    show.click()
+    wait_for(lambda: visible_run_ids(browser) == {run_a, essay, run_c}, "cleared runs shown again")
+    restore = card(browser, run_a).find_element(By.CSS_SELECTOR, ".run-head .clear-run")
+    assert restore.text == "Restore"
+    restore.click()
+    browser.refresh()
+    wait_for(lambda: visible_run_ids(browser) == {run_a}, "only the restored run after reload")
+    # Opened after a reload, the AI messages come from GET /tasks/{id}.
+    own_row(browser, run_a, "button.msgs-toggle").click()
+    server_messages = client.get(f"/tasks/{run_a}").json()["ai_messages"]
+    wait_for(lambda: len(messages()) == len(server_messages) == 3, "all three AI messages")
+    assert messages()[2].text.endswith(server_messages[2]["text"].split("\n")[-1])
+    assert_readable(browser)
+    screenshot(browser, "page-6-restored.png")
+    errors = [
+        entry["message"] for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
+    assert errors == [], "the page ran without a script error"

@@ -3,6 +3,7 @@ streams (resume, end, disconnect), ownership and bad input."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -147,6 +148,26 @@ def test_task_detail_shows_tree_timings_and_owner(live: LiveServer, user: str) -
     assert ended["completed_at"] is not None and ended["duration_seconds"] > 0
 
 
+def test_task_detail_has_the_ai_messages_the_list_leaves_out(
+    live: LiveServer, user: str
+) -> None:
+    client = live.client(user)
+    root = start_run(client)
+    wait_for(lambda: client.get(f"/tasks/{root}").json()["ai_messages"], "a first AI message")
+    wait_for(
+        lambda: client.get(f"/tasks/{root}").json()["status"] == "completed", "the run ends", 30
+    )
+    detail = client.get(f"/tasks/{root}").json()
+    messages = detail["ai_messages"]
+    assert len(messages) == detail["ai_message_count"] == 3
+    delegated = [c["args"]["subagent_type"] for m in messages for c in m["tool_calls"]]
+    assert delegated == ["researcher", "researcher", "writer"]
+    assert messages[-1]["text"] == detail["result"] and messages[-1]["id"]
+    listed = client.get("/tasks", params={"root": "true"}).json()["tasks"]
+    assert [t["ai_message_count"] for t in listed] == [3]
+    assert "ai_messages" not in listed[0], "the list stays small: counts only"
+
+
 def test_list_filters_status_parent_and_root(live: LiveServer, user: str) -> None:
     client = live.client(user)
     first = start_run(client)
@@ -263,7 +284,15 @@ def test_dependency_override_of_current_owner_in_a_prefixed_mount(
         page = carol.get("/agents/")
         assert page.status_code == 200
         assert '<meta name="subagent-exec-base" content="/agents/">' in page.text
-        assert carol.get("/agents/ui-assets/app.js").status_code == 200
+        app_js = carol.get("/agents/ui-assets/app.js")
+        assert app_js.status_code == 200
+        # The page's modules import each other by relative path: each is served.
+        imported = set(re.findall(r'from "\./([a-z]+\.js)"', app_js.text))
+        assert imported == {"model.js", "view.js"}
+        for name in imported:
+            module = carol.get(f"/agents/ui-assets/{name}")
+            assert module.status_code == 200, name
+            assert module.headers["content-type"].startswith("text/javascript")
         assert carol.post(f"/agents/tasks/{root}/stop").status_code == 202
         wait_for(
             lambda: carol.get(f"/agents/tasks/{root}").json()["status"] in TERMINAL, "run ends"

@@ -40,6 +40,7 @@ from ._errors import (
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
 from ._middleware import SubagentMiddleware
+from ._models import ModelBinder, register_model_binder
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
@@ -66,6 +67,7 @@ __all__ = [
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",
+    "ModelBinder",
     "ModelBindingError",
     "RayBackend",
     "RayWorkerPool",
@@ -92,6 +94,7 @@ __all__ = [
     "get_default_runtime",
     "list_background_tasks",
     "make_task_tool",
+    "register_model_binder",
     "request_cancel_background_task",
     "subscribe",
 ]

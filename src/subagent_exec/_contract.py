@@ -264,5 +264,8 @@ class Backend(Protocol):
 
 
 def remaining(deadline: float | None) -> float | None:
-    """Seconds left until a ``time.monotonic()`` deadline (None: no deadline)."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+    """Seconds left until a ``time.monotonic()`` deadline (None: no deadline),
+    at most ``threading.TIMEOUT_MAX`` (a longer wait cannot be asked for)."""
+    if deadline is None:
+        return None
+    return min(max(0.0, deadline - time.monotonic()), threading.TIMEOUT_MAX)

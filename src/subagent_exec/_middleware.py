@@ -10,6 +10,7 @@ from langchain.agents.middleware import AgentMiddleware, AgentState, ModelReques
 from langchain_core.messages import AIMessage, SystemMessage
 
 from ._config import SubagentConfig
+from ._lead_model import LeadModels
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
 from ._task_tool import EventListener, make_task_tool
@@ -43,9 +44,13 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         on_event: EventListener | None = None,
     ) -> None:
         super().__init__()
+        # Without a parent_model, "inherit" uses the lead agent's own model (_lead_model.py).
+        lead_models = LeadModels(name) if parent_model is None else None
+        inherited = parent_model if lead_models is None else lead_models
         self.task_tool = make_task_tool(
-            subagents, tools, parent_model, runtime, name, on_event=on_event
+            subagents, tools, inherited, runtime, name, on_event=on_event
         )
+        self.task_tool._lead_models = lead_models
         self.tools = [self.task_tool]
         self.system_prompt = (
             system_prompt if system_prompt is not None else SYSTEM_PROMPT_SECTION.format(name=name)
@@ -71,11 +76,17 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage:
-        return handler(self._with_section(request))
+        response = handler(self._with_section(request))
+        if self.task_tool._lead_models is not None:
+            self.task_tool._lead_models.record(request.model, response)
+        return response
 
     async def awrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage:
-        return await handler(self._with_section(request))
+        response = await handler(self._with_section(request))
+        if self.task_tool._lead_models is not None:
+            self.task_tool._lead_models.record(request.model, response)
+        return response

@@ -13,10 +13,17 @@ ancestor, so a stop of any ancestor still reaches all of them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import Context
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ._tasks import RegisteredTask
+from ._contract import RunFunction
+from ._errors import UnknownTaskError
+from ._events import EventHub, TaskEvent
+from ._result import SubagentResult
+from ._status import SubagentStatus
+from ._tasks import RegisteredTask, TaskSettings
 
 
 class Registry:
@@ -48,13 +55,34 @@ class Registry:
     def get(self, task_id: str) -> RegisteredTask | None:
         return self._tasks.get(task_id)
 
-    def add(self, entry: RegisteredTask, parent_id: str | None) -> None:
+    def register(
+        self,
+        holder: SubagentResult,
+        parent: RegisteredTask | None,
+        *,
+        run: RunFunction,
+        payload: Any,
+        timeout_seconds: float,
+        context: Context,
+        settings: TaskSettings,
+    ) -> RegisteredTask:
+        """Register a new task (its holder made by the runtime) under ``parent``."""
+        entry = RegisteredTask(
+            holder=holder,
+            run=run,
+            payload=payload,
+            timeout_seconds=timeout_seconds,
+            context=context,
+            settings=settings,
+        )
         self._tasks[entry.task_id] = entry
         self.submitted_total += 1
         self.unfinished += 1
-        if parent_id is not None:
-            self._children.setdefault(parent_id, []).append(entry.task_id)
-            self._parent[entry.task_id] = parent_id
+        if parent is not None:
+            parent.holder.children.append(entry.task_id)
+            self._children.setdefault(parent.task_id, []).append(entry.task_id)
+            self._parent[entry.task_id] = parent.task_id
+        return entry
 
     def descendants(self, task_id: str) -> list[RegisteredTask]:
         """Every registered task below ``task_id`` in the tree, parents first."""
@@ -67,6 +95,16 @@ class Registry:
                 found.append(entry)
             stack.extend(reversed(self._children.get(child_id, ())))
         return found
+
+    def stop_descendants(self, root: RegisteredTask, what: str) -> list[RegisteredTask]:
+        """Latch CANCELLED, with a reason naming ``root`` and ``what`` became of
+        it, on every unfinished descendant; returns those latched."""
+        reason = f"ancestor {root.task_id} ({root.subagent_name}) {what}"
+        return [
+            entry
+            for entry in self.descendants(root.task_id)
+            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
+        ]
 
     def finished(self, task_id: str) -> None:
         """``task_id`` reached its terminal status: retention may forget it now."""
@@ -109,3 +147,31 @@ class Registry:
         else:
             for child_id in children:
                 del self._parent[child_id]
+
+    def watch(
+        self,
+        task: str | SubagentResult,
+        hand_over: Callable[[TaskEvent], None],
+        hub: EventHub,
+        *,
+        runtime_name: str,
+    ) -> tuple[SubagentResult, list[TaskEvent], Callable[[], None]]:
+        """The task's holder, its events so far, and a watch that hands over
+        each later one (taken together under the lock: none lost or doubled)."""
+        task_id = task if isinstance(task, str) else task.task_id
+        entry = self._tasks.get(task_id)
+        if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
+            if task.is_terminal:  # evicted: its history is complete
+                return task, task._events_so_far(), nothing_to_undo
+            entry = None
+        if entry is None:
+            raise UnknownTaskError(f"no task {task_id!r} in runtime {runtime_name!r}")
+        holder = entry.holder
+        history = holder._events_so_far()
+        if holder.is_terminal:
+            return holder, history, nothing_to_undo
+        return holder, history, hub.watch(task_id, hand_over)
+
+
+def nothing_to_undo() -> None:
+    return None

@@ -141,6 +141,8 @@ class SubagentResult:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the status is terminal; False if ``timeout`` ran out first."""
+        if timeout is not None:
+            timeout = min(timeout, threading.TIMEOUT_MAX)
         return self._done.wait(timeout)
 
     def to_dict(self) -> dict[str, Any]:

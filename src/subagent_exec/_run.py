@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from ._config import SubagentConfig
 from ._contract import RunHandle, RunOutcome
 from ._errors import MaxTurnsExceeded
-from ._models import ModelSpec, resolve_model
+from ._models import ModelSpec, explain_loop_binding_error, resolve_model
 
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -206,6 +206,13 @@ class SubagentRun:
                     _record_ai_messages(handle, messages)
                 checkpoint.check()
             return RunOutcome(text=final_text(messages, config.name))
+        except Exception as exc:
+            # A client bound to another event loop: name the model and the fix
+            # (_models/_loop_errors.py) instead of a bare connection error.
+            binding = explain_loop_binding_error(exc)
+            if binding is None:
+                raise
+            raise binding from exc
         finally:
             if close is not None:
                 # Shielded and bounded: a second cancel must not skip closing the

@@ -1,19 +1,12 @@
 """The runtime: the registry of tasks, their tree, stops and cascades,
 retention, and waiting for a task to end.
 
-One :class:`SubagentRuntime` owns one ``threading.RLock``. Every status write,
-every tree change and every slot hand-over happens under it, so "is my parent
-stopped?" and "register the child" cannot be separated by a cancel. What runs
-the tasks is a *backend* (``_contract.py``; by default one event loop per
-sub-agent in a worker thread), which sees each task through a
-:class:`~subagent_exec._tasks.RegisteredTask` ticket; slots are decided by
-``_slots.SlotPool``.
-
-Stop path (docs/cancellation.md): ``request_cancel`` latches the stop under
-the lock (``cancel_event`` is set, so every cooperative check sees it at
-once), latches CANCELLED on every unfinished descendant, then asks the backend
-to interrupt each run concerned. The status is written by the backend once
-the run has unwound.
+One :class:`SubagentRuntime` owns one ``threading.RLock``: every status write,
+tree change and slot hand-over happens under it, so "is my parent stopped?"
+and "register the child" cannot be separated by a cancel. A *backend* runs the
+tasks (``_contract.py``), seeing each through a ticket (``_tasks.py``); slots
+are decided by ``_slots.py``. How a task and a stop travel through all of it:
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -23,30 +16,28 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ._backends import load_backend
 from ._checks import (
     check_callable,
-    check_int,
     check_number,
-    check_optional_text,
     check_task_id,
-    check_text,
 )
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
-from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
+from ._errors import CapacityError, DepthError, RuntimeClosedError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._exit import register_exit_hook
+from ._options import RuntimeOptions
 from ._registry import Registry
 from ._result import SubagentResult
 from ._slots import SlotPool
 from ._status import SubagentStatus, status_filter
-from ._tasks import RegisteredTask, TaskSettings
-from ._waiting import CALLER_CANCELLED, TaskWaiter, nothing_to_undo
+from ._tasks import RegisteredTask, TaskSettings, check_submission
+from ._waiting import CALLER_CANCELLED, TaskWaiter, check_wait
 
 logger = logging.getLogger("subagent_exec")
 
@@ -79,29 +70,22 @@ class SubagentRuntime:
         name: str = "subagent",
         backend: str | Backend = "thread",
     ) -> None:
-        owner = "SubagentRuntime"
-        self.max_workers = check_int(owner, "max_workers", max_workers, minimum=1)
-        self.max_pending = (
-            None if max_pending is None else check_int(owner, "max_pending", max_pending, minimum=0)
+        options = RuntimeOptions(
+            max_workers=max_workers,
+            max_pending=max_pending,
+            max_depth=max_depth,
+            retain_max=retain_max,
+            retain_ttl_seconds=retain_ttl_seconds,
+            cancel_grace_seconds=cancel_grace_seconds,
+            cleanup_timeout_seconds=cleanup_timeout_seconds,
+            name=name,
         )
-        self.max_depth = check_int(owner, "max_depth", max_depth, minimum=1)
-        self.retain_max = check_int(owner, "retain_max", retain_max, minimum=0)
-        self.retain_ttl_seconds = (
-            None
-            if retain_ttl_seconds is None
-            else check_number(
-                owner, "retain_ttl_seconds", retain_ttl_seconds, positive=True, finite=True
-            )
-        )
-        # Finite: an infinite grace would mean a stop never interrupts, an
-        # infinite cleanup limit that a stuck finally: holds its worker forever.
-        self.cancel_grace_seconds = check_number(
-            owner, "cancel_grace_seconds", cancel_grace_seconds, positive=False, finite=True
-        )
-        self.cleanup_timeout_seconds = check_number(
-            owner, "cleanup_timeout_seconds", cleanup_timeout_seconds, positive=True, finite=True
-        )
-        self.name = check_text(owner, "name", name)
+        self.options = options
+        self.max_workers, self.max_pending = options.max_workers, options.max_pending
+        self.max_depth, self.name = options.max_depth, options.name
+        self.retain_max, self.retain_ttl_seconds = options.retain_max, options.retain_ttl_seconds
+        self.cancel_grace_seconds = options.cancel_grace_seconds
+        self.cleanup_timeout_seconds = options.cleanup_timeout_seconds
 
         self._lock = threading.RLock()
         self._events = EventHub(name=f"{name}-events")
@@ -111,6 +95,8 @@ class SubagentRuntime:
         self._closed = False
         #: shutdown(wait=False) left the backend running for queued tasks.
         self._backend_to_close = False
+        #: Descendants a task's end has just stopped, to interrupt (see _take_orphans).
+        self._orphans: list[RegisteredTask] = []
         self._backend = load_backend(backend)
         self._backend.bind(
             BackendSettings(
@@ -127,7 +113,7 @@ class SubagentRuntime:
             cleanup_timeout_seconds=self.cleanup_timeout_seconds,
             time_out=self._time_out,
             release=self._release_locked,
-            ended=self._ended,
+            ended=self._take_orphans,
             interrupt=self._interrupt,
         )
         self._waiter = TaskWaiter(
@@ -158,27 +144,15 @@ class SubagentRuntime:
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
                 to_interrupt.append(entry)
                 logger.info("%s cancel requested: %s", entry.log_prefix, reason)
-            to_interrupt.extend(self._cascade_locked(entry, f"was cancelled: {reason}"))
+            to_interrupt.extend(self._tasks.stop_descendants(entry, f"was cancelled: {reason}"))
         self._interrupt(to_interrupt)
         return True
 
-    def _cascade_locked(self, root: RegisteredTask, what: str) -> list[RegisteredTask]:
-        """Latch CANCELLED on every unfinished descendant of ``root`` (found
-        through the registry's tree, which survives forgotten middle nodes)."""
-        reason = f"ancestor {root.task_id} ({root.subagent_name}) {what}"
-        return [
-            entry
-            for entry in self._tasks.descendants(root.task_id)
-            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
-        ]
-
-    def _ended(self, entry: RegisteredTask) -> list[RegisteredTask]:
-        """``entry`` has just become terminal (under the lock). Stop means the
-        whole tree: descendants it left running are stopped too."""
-        status = entry.holder.status
-        if status in (SubagentStatus.COMPLETED, SubagentStatus.FAILED):
-            return self._cascade_locked(entry, f"{status.value} without waiting for it")
-        return []  # a stop latched on the descendants when it was requested
+    def _take_orphans(self, entry: RegisteredTask) -> list[RegisteredTask]:
+        """What ``entry``'s end stopped (latched in ``_on_holder_event``), to be
+        interrupted by the thread that wrote the end, once it has left the lock."""
+        orphans, self._orphans = self._orphans, []
+        return orphans
 
     def _interrupt(self, entries: list[RegisteredTask]) -> None:
         for entry in entries:
@@ -195,7 +169,7 @@ class SubagentRuntime:
         with self._lock:
             if not holder._latch_stop(SubagentStatus.TIMED_OUT, reason):
                 return
-            others = self._cascade_locked(entry, "timed out")
+            others = self._tasks.stop_descendants(entry, "timed out")
         logger.info("%s %s", entry.log_prefix, reason)
         self._interrupt([entry, *others])
 
@@ -304,7 +278,7 @@ class SubagentRuntime:
         Given the holder (not just the id), a task already evicted by
         retention still resolves: only terminal tasks are ever evicted.
         """
-        _check_wait("wait_terminal", task, on_event, cancel_reason)
+        check_wait("wait_terminal", task, on_event, cancel_reason)
         return await self._waiter.wait(
             task, on_event=on_event, forward_cancel=forward_cancel, cancel_reason=cancel_reason
         )
@@ -326,7 +300,7 @@ class SubagentRuntime:
         cancellation: the task is stopped, waited for (bounded), and the
         exception propagates.
         """
-        _check_wait("wait_terminal_blocking", task, on_event, cancel_reason)
+        check_wait("wait_terminal_blocking", task, on_event, cancel_reason)
         if timeout is not None:
             check_number("wait_terminal_blocking", "timeout", timeout, positive=False, finite=True)
         return self._waiter.wait_blocking(
@@ -340,42 +314,16 @@ class SubagentRuntime:
     def _watch(
         self, task: str | SubagentResult, hand_over: Callable[[TaskEvent], None]
     ) -> tuple[SubagentResult, list[TaskEvent], Callable[[], None]]:
-        """The task's holder, its events so far, and a watch that hands over
-        each later one (taken together under the lock: none is lost or doubled)."""
-        task_id = task if isinstance(task, str) else task.task_id
         with self._lock:
-            entry = self._tasks.get(task_id)
-            if isinstance(task, SubagentResult) and (entry is None or entry.holder is not task):
-                if task.is_terminal:  # evicted: its history is complete
-                    return task, task._events_so_far(), nothing_to_undo
-                entry = None
-            if entry is None:
-                raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
-            holder = entry.holder
-            history = holder._events_so_far()
-            if holder.is_terminal:
-                return holder, history, nothing_to_undo
-            return holder, history, self._events.watch(task_id, hand_over)
+            return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
 
-    @contextmanager
-    def _lending(self) -> Iterator[None]:
+    def _lending(self) -> AbstractContextManager[None]:
         """While the caller (a task of this runtime) waits, its slot runs its children."""
         task_id = task_in_scope(self)
-        entry = None
-        if task_id is not None:
-            with self._lock:
-                entry = self._tasks.get(task_id)
-                if entry is not None:
-                    lends, granted = self._slots.begin_lending(entry.slot)
-                    self._start_locked(granted)
-                    if not lends:
-                        entry = None
-        try:
-            yield
-        finally:
-            if entry is not None:
-                with self._lock:
-                    self._slots.end_lending(entry.slot)
+        with self._lock:
+            entry = self._tasks.get(task_id) if task_id is not None else None
+        state = entry.slot if entry is not None else None
+        return self._slots.lending(state, lock=self._lock, start=self._start_locked)
 
     # -- submission ------------------------------------------------------------------------
 
@@ -401,19 +349,14 @@ class SubagentRuntime:
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
         ``CapacityError`` or ``RuntimeClosedError``; then nothing is registered.
         """
-        check_text("submit", "subagent_name", subagent_name)
-        check_text("submit", "task", task)
-        check_callable("submit", "run", run)
-        check_number("submit", "timeout_seconds", timeout_seconds, positive=True, finite=True)
-        for name, value in (
-            ("task_id", task_id),
-            ("parent_id", parent_id),
-            ("trace_id", trace_id),
-            ("owner", owner),
-        ):
-            check_optional_text("submit", name, value)
-        if context is not None and not isinstance(context, contextvars.Context):
-            raise TypeError(f"submit.context must be a contextvars.Context, got {context!r}")
+        check_submission(
+            subagent_name=subagent_name,
+            task=task,
+            run=run,
+            timeout_seconds=timeout_seconds,
+            ids={"task_id": task_id, "parent_id": parent_id, "trace_id": trace_id, "owner": owner},
+            context=context,
+        )
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
@@ -447,31 +390,28 @@ class SubagentRuntime:
                     f"{self.max_pending}); wait for some to finish or raise max_pending"
                 )
             task_id = task_id or uuid.uuid4().hex
-            trace = trace_id or (parent.holder.trace_id if parent else None) or uuid.uuid4().hex
-            holder = SubagentResult(
-                task_id=task_id,
-                subagent_name=subagent_name,
-                task=task,
-                trace_id=trace,
-                parent_id=parent_id,
-                depth=depth,
-                lock=self._lock,
-                on_event=self._on_holder_event,
-                owner=owner if owner is not None else (parent.holder.owner if parent else None),
-            )
             run_context = (context if context is not None else contextvars.Context()).copy()
             run_context.run(current_scope.set, TaskScope(task_id, self))
-            entry = RegisteredTask(
-                holder=holder,
+            entry = self._tasks.register(
+                SubagentResult(
+                    task_id=task_id,
+                    subagent_name=subagent_name,
+                    task=task,
+                    trace_id=trace_id or (parent.trace_id if parent else uuid.uuid4().hex),
+                    parent_id=parent_id,
+                    depth=depth,
+                    lock=self._lock,
+                    on_event=self._on_holder_event,
+                    owner=owner if owner is not None else (parent.holder.owner if parent else None),
+                ),
+                parent,
                 run=run,
                 payload=payload,
                 timeout_seconds=timeout_seconds,
                 context=run_context,
                 settings=self._task_settings,
             )
-            self._tasks.add(entry, parent_id)
-            if parent is not None:
-                parent.holder.children.append(task_id)
+            holder = entry.holder
             self._publish_locked("created", holder, {"task": task, "depth": depth})
             if parent is not None and (
                 parent.holder.is_terminal or parent.holder.cancel_event.is_set()
@@ -505,6 +445,13 @@ class SubagentRuntime:
                 self._slots.withdraw(entry.slot)  # if it was waiting, it never starts
         self._publish_locked(kind, holder, data)
         if kind in TERMINAL_EVENT_KINDS:
+            if kind in ("completed", "failed") and holder.children:
+                # Stop means the whole tree: what it left running is stopped
+                # too (before retention may forget this task and its links).
+                entry = self._tasks.get(holder.task_id)
+                if entry is not None:
+                    what = f"{kind} without waiting for it"
+                    self._orphans += self._tasks.stop_descendants(entry, what)
             self._tasks.finished(holder.task_id)
             if self._closed and self._tasks.unfinished == 0 and self._backend_to_close:
                 # shutdown(wait=False) without cancel: the last task has ended.
@@ -562,12 +509,3 @@ class SubagentRuntime:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown(cancel=True, wait=True)
 
-
-def _check_wait(
-    owner: str, task: object, on_event: object, cancel_reason: object
-) -> None:
-    if not isinstance(task, str | SubagentResult):
-        raise TypeError(f"{owner}.task must be a task id or a SubagentResult, got {task!r}")
-    if on_event is not None:
-        check_callable(owner, "on_event", on_event)
-    check_text(owner, "cancel_reason", cancel_reason)

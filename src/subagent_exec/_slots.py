@@ -8,16 +8,18 @@ saturated pool, and at most ``max_workers`` tasks are doing work at once. A
 chain of lent slots is at most ``max_depth`` long.
 
 The pool only decides; the runtime starts what it is told to start.
-# Invariant: every method of SlotPool and every SlotState field is used only
-# under the runtime's lock (the caller holds it).
+# Invariant: every method of SlotPool (but ``lending``, which takes the lock
+# itself) and every SlotState field is used only under the runtime's lock.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -111,6 +113,28 @@ class SlotPool(Generic[T]):
         if state.lending == 1:
             self.active -= 1
         return True, self.dispatch(state)
+
+    @contextmanager
+    def lending(
+        self,
+        state: SlotState[T] | None,
+        *,
+        lock: AbstractContextManager[Any],
+        start: Callable[[list[SlotState[T]]], None],
+    ) -> Iterator[None]:
+        """While ``state``'s task waits for its children, lend its slot to them
+        (``start`` starts what gets a slot; both ends take ``lock``)."""
+        lends = False
+        if state is not None:
+            with lock:
+                lends, granted = self.begin_lending(state)
+                start(granted)
+        try:
+            yield
+        finally:
+            if lends and state is not None:
+                with lock:
+                    self.end_lending(state)
 
     def end_lending(self, state: SlotState[T]) -> None:
         state.lending -= 1

@@ -41,10 +41,11 @@ from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from ._checks import check_callable, check_text
-from ._config import SubagentConfig, check_configs
+from ._config import INHERIT, SubagentConfig, check_configs
 from ._delegation import Delegation
 from ._errors import SubagentError
 from ._executor import SubagentExecutor
+from ._lead_model import LeadModels
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
 from ._tracing import child_callbacks
@@ -92,6 +93,7 @@ class TaskTool(BaseTool):
     args_schema: type[BaseModel] = TaskInput
     _executors: dict[str, SubagentExecutor] = PrivateAttr(default_factory=dict)
     _on_event: EventListener | None = PrivateAttr(default=None)
+    _lead_models: LeadModels | None = PrivateAttr(default=None)  # "inherit" under the middleware
 
     #: Marks a tool that works only in the process of the runtime it belongs
     #: to: a remote backend leaves it on the driver and gives its workers a
@@ -174,6 +176,11 @@ class TaskTool(BaseTool):
                 f"unknown subagent_type {subagent_type!r}; available sub-agents: "
                 f"{', '.join(self._executors)}",
             )
+        if self._lead_models is not None:
+            inherited = self._lead_models.executor_for(executor, tool_call_id)
+            if isinstance(inherited, str):
+                return self._rejected(tool_call_id, subagent_type, inherited)
+            executor = inherited
         if not prompt.strip():
             return self._rejected(
                 tool_call_id,
@@ -294,6 +301,13 @@ def make_task_tool(
         )
     if on_event is not None:
         check_callable("make_task_tool", "on_event", on_event)
+    inheriting = [c.name for c in configs if c.model == INHERIT and c.graph_factory is None]
+    if inheriting and (parent_model is None or parent_model == INHERIT):
+        raise ValueError(
+            f"make_task_tool: sub-agent(s) {inheriting} have model='inherit' but no parent_model "
+            "was given; pass parent_model=... (the lead agent's model), or use "
+            "SubagentMiddleware, which inherits the model of the agent it is attached to"
+        )
 
     lines = [f"- {c.name}: {c.description or '(no description)'}" for c in configs]
     tool = TaskTool(

@@ -10,6 +10,7 @@ from contextvars import Context
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import check_callable, check_number, check_optional_text, check_text
 from ._contract import RunEnding, RunFunction, RunOutcome, TaskTicket
 from ._result import SubagentResult
 from ._slots import SlotState
@@ -30,8 +31,8 @@ class TaskSettings:
     time_out: Callable[[RegisteredTask], None]
     #: Give the task's slot back and start what can start (under the lock).
     release: Callable[[RegisteredTask], None]
-    #: The task has just become terminal (under the lock): stop what it left
-    #: running; returns what to interrupt once the lock is released.
+    #: The task has just become terminal (under the lock): what its end
+    #: stopped, to interrupt once the lock is released.
     ended: Callable[[RegisteredTask], list[RegisteredTask]]
     #: Interrupt these runs (outside the lock).
     interrupt: Callable[[list[RegisteredTask]], None]
@@ -182,3 +183,23 @@ class RegisteredTask(TaskTicket):
 
 async def _forgotten_run(handle: Any) -> RunOutcome:  # pragma: no cover
     raise RuntimeError("this task was cleaned up")
+
+
+def check_submission(
+    *,
+    subagent_name: object,
+    task: object,
+    run: object,
+    timeout_seconds: object,
+    ids: dict[str, object],
+    context: object,
+) -> None:
+    """The arguments of ``SubagentRuntime.submit``: TypeError / ValueError naming the bad one."""
+    check_text("submit", "subagent_name", subagent_name)
+    check_text("submit", "task", task)
+    check_callable("submit", "run", run)
+    check_number("submit", "timeout_seconds", timeout_seconds, positive=True, finite=True)
+    for name, value in ids.items():  # task_id, parent_id, trace_id, owner
+        check_optional_text("submit", name, value)
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(f"submit.context must be a contextvars.Context, got {context!r}")

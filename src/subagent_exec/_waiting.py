@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from ._checks import check_callable, check_text
 from ._contract import remaining
 from ._events import EventCallback, TaskEvent
 from ._result import SubagentResult
@@ -35,10 +36,6 @@ Watch = Callable[
     [str | SubagentResult, Callable[[TaskEvent], None]],
     tuple[SubagentResult, list[TaskEvent], Callable[[], None]],
 ]
-
-
-def nothing_to_undo() -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -152,3 +149,11 @@ def _events_until_terminal(
             return
 
 
+def check_wait(
+    owner: str, task: object, on_event: object, cancel_reason: object
+) -> None:
+    if not isinstance(task, str | SubagentResult):
+        raise TypeError(f"{owner}.task must be a task id or a SubagentResult, got {task!r}")
+    if on_event is not None:
+        check_callable(owner, "on_event", on_event)
+    check_text(owner, "cancel_reason", cancel_reason)

@@ -18,7 +18,8 @@ import sys
 import time
 
 from ._config import SubagentConfig
-from ._display import LiveTree, tree_lines
+from ._display import LiveTree
+from ._display_text import name_task_ids
 from ._executor import SubagentExecutor
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
@@ -122,24 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         total = time.perf_counter() - started
 
         if not live.redraws_in_place:  # a terminal already shows the final tree
-            print("\nFinal statuses")
-            for line in tree_lines(runtime.list_tasks()):
-                print("  " + line)
+            print()
+            live.print_final_tree("Final statuses")
+        label_a, label_b = live.runs.label(run_a), live.runs.label(run_b)
         cancelled = sum(1 for h in tree_b if h.status is SubagentStatus.CANCELLED)
         print()
         if stop_one_latency is not None:
             print(
                 f"Stop of one researcher (and its fact-checker) -> CANCELLED: "
-                f"{stop_one_latency * 1000:.1f} ms; run A's lead carried on: "
+                f"{stop_one_latency * 1000:.1f} ms; {label_a}'s lead carried on: "
                 f"{root_a.status.value}"
             )
         print(
-            f"Stop of run B: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, the last one "
-            f"{stop_tree_latency * 1000:.1f} ms after the request"
+            f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, "
+            f"the last one {stop_tree_latency * 1000:.1f} ms after the request"
         )
         print(f"Wall time: {total:.2f} s for two runs of {len(runtime.list_tasks())} tasks")
         if root_a.result:
-            print("\nRun A's answer:\n  " + root_a.result.replace("\n", "\n  "))
+            answer = name_task_ids(root_a.result, runtime.get).replace("\n", "\n  ")
+            print(f"\n{label_a[0].upper()}{label_a[1:]}'s answer:\n  {answer}")
     return 0
 
 

@@ -26,6 +26,7 @@ bounded (``_exit.py``).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ class _LoopRun:
     interrupted: bool = False  # touched only on the run's own loop
     #: The run was abandoned (cleanup limit or shutdown deadline passed).
     abandoned: bool = False
+    #: How long its leftovers get when its loop closes (none at a shutdown deadline).
+    leftover_seconds: float = LEFTOVER_SECONDS
 
 
 class ThreadBackend:
@@ -68,8 +71,6 @@ class ThreadBackend:
         self._runs: dict[str, _LoopRun] = {}
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_total = 0
-        #: Tasks of abandoned runs, kept so that they are never destroyed.
-        self._abandoned_tasks: list[asyncio.Task[Any]] = []
         self._abandoned_runs = 0
 
     def bind(self, settings: BackendSettings) -> None:
@@ -114,7 +115,7 @@ class ThreadBackend:
             runs = list(self._runs.values())
         for run in runs:
             try:
-                run.loop.call_soon_threadsafe(self._abandon_now, run)
+                run.loop.call_soon_threadsafe(self._abandon_now, run, 0.0)
             except RuntimeError:
                 pass  # its loop already closed
         for thread in threads:
@@ -159,8 +160,9 @@ class ThreadBackend:
             self._abandon_now(run)
 
     @staticmethod
-    def _abandon_now(run: _LoopRun) -> None:
+    def _abandon_now(run: _LoopRun, leftover_seconds: float = LEFTOVER_SECONDS) -> None:
         run.abandoned = True
+        run.leftover_seconds = min(run.leftover_seconds, leftover_seconds)
         if not run.abandon.done():
             run.abandon.set_result(None)
 
@@ -198,8 +200,8 @@ class ThreadBackend:
             ticket.finish(ending)  # terminal status and slot back, together
             kept = self._close_loop(loop, run, ticket)
             if kept:
+                keep_forever(kept)
                 with self._lock:
-                    self._abandoned_tasks.extend(kept)
                     self._abandoned_runs += 1
         finally:
             with self._lock:
@@ -246,10 +248,9 @@ class ThreadBackend:
                 # its cleanup limit, so it never cuts a cleanup short.
                 for task in pending:
                     task.cancel()
-                loop.run_until_complete(asyncio.wait(pending, timeout=LEFTOVER_SECONDS))
+                leftover = run.leftover_seconds if run is not None else LEFTOVER_SECONDS
+                loop.run_until_complete(asyncio.wait(pending, timeout=leftover))
                 kept = [t for t in pending if not t.done()]  # they swallow cancels
-                for task in kept:
-                    task._log_destroy_pending = False  # type: ignore[attr-defined]  # kept
             if not kept and _has_unfinished_asyncgens(loop):
                 loop.run_until_complete(loop.shutdown_asyncgens())
         except Exception:
@@ -258,6 +259,20 @@ class ThreadBackend:
             asyncio.set_event_loop(None)
             loop.close()
         return kept
+
+
+def keep_forever(tasks: list[asyncio.Task[Any]]) -> None:
+    """Never destroy these tasks: they swallowed every cancel and their loop is
+    closed, so they can never run again. Destroying one would run its code a
+    last time, outside any loop (a GeneratorExit thrown into it, which library
+    code such as langgraph's retry wrapper turns into "Exception ignored" and
+    "coroutine ignored GeneratorExit" noise, at any later garbage collection or
+    at interpreter exit). Like an abandoned thread, an abandoned task is kept
+    for the life of the process: one extra reference each, never given back.
+    """
+    for task in tasks:
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(task))
 
 
 def _ending(run: _LoopRun, ticket: TaskTicket) -> RunEnding:

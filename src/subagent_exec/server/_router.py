@@ -36,7 +36,12 @@ logger = logging.getLogger("subagent_exec.server")
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_REASON_CHARS = 1000
 MAX_PROMPT_CHARS = 8000
-_STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+_STATIC_FILES = {
+    "app.js": "text/javascript",
+    "model.js": "text/javascript",
+    "view.js": "text/javascript",
+    "app.css": "text/css",
+}
 
 
 async def current_owner() -> str | None:
@@ -152,8 +157,13 @@ def create_router(
 
     @router.get("/tasks/{task_id}", name="subagent_exec_get_task")
     async def get_task(task_id: str, owner: Owner) -> dict[str, Any]:
-        """One task: status, timings, parent and children, reason, error, result."""
-        return task_json(lookup(task_id, owner), owner)
+        """One task: status, timings, parent and children, reason, error, result,
+        and its AI messages so far (the list leaves those out: they can be long)."""
+        holder = lookup(task_id, owner)
+        data = task_json(holder, owner)
+        # A copy taken now: the run may append while the response is encoded.
+        data["ai_messages"] = list(holder.ai_messages)
+        return data
 
     @router.post("/tasks/{task_id}/stop", status_code=202, name="subagent_exec_stop_task")
     async def stop_task(

@@ -102,6 +102,10 @@ class OpenAICompatServer:
         port: Port to bind; 0 (the default) picks a free one (see :attr:`port`).
     """
 
+    #: The request handler; a subclass may add other providers' wire formats
+    #: (the project's tests do: tests/provider_servers.py).
+    handler_class: type[Handler] = Handler
+
     def __init__(
         self,
         *,
@@ -146,7 +150,7 @@ class OpenAICompatServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        httpd = HTTPServer((self._host, self._bind_port), Handler)
+        httpd = HTTPServer((self._host, self._bind_port), self.handler_class)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(
