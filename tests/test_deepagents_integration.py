@@ -183,6 +183,31 @@ def test_our_configs_get_a_task_tool_when_deepagents_builds_none(runtime: Subage
     assert [m.text for m in result["messages"] if m.type == "tool"] == ["fine"]
 
 
+def test_sub_agent_tokens_reach_the_deepagents_lead_stream_when_asked(
+    runtime: SubagentRuntime,
+) -> None:
+    answer = "Tides follow the Moon."
+    model = ScriptedChatModel(
+        script={
+            "Explain": [tool_calls(delegate("general-purpose", "summarise tides")), "Done."],
+            "summarise tides": answer,
+        }
+    )
+    agent = create_deep_agent(model, runtime=runtime, stream_subagent_output=True)
+    question = {"messages": [("user", "Explain tides")]}
+    events = asyncio.run(_collect(agent.astream(question, stream_mode="custom")))
+    outputs = [e for e in events if e["type"] == "task_output"]
+    assert "".join(e["delta"] for e in outputs) == answer
+    assert {e["subagent_type"] for e in outputs} == {"general-purpose"}
+    quiet = create_deep_agent(model, runtime=runtime)  # off by default
+    quiet_events = asyncio.run(_collect(quiet.astream(question, stream_mode="custom")))
+    assert not [e for e in quiet_events if e["type"] == "task_output"]
+
+
+async def _collect(stream: Any) -> list[dict[str, Any]]:
+    return [event async for event in stream]
+
+
 # -- alongside: deepagents' task stays, ours is added ------------------------------------------
 
 

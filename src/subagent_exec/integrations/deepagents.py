@@ -89,6 +89,7 @@ class _Assembly:
         timeout_seconds: float,
         max_turns: int,
         on_event: Callable[[dict[str, Any]], None] | None,
+        stream_subagent_output: bool,
     ) -> None:
         self.mode = mode
         self.tool_name = tool_name
@@ -97,6 +98,7 @@ class _Assembly:
         self.timeout_seconds = timeout_seconds
         self.max_turns = max_turns
         self.on_event = on_event
+        self.stream_subagent_output = stream_subagent_output
         self.adopted = False
 
     def task_tool(self, specs: Sequence[Mapping[str, Any]], state_schema: type | None) -> Any:
@@ -130,6 +132,7 @@ class _Assembly:
             runtime=self.runtime,
             name=self.tool_name,
             on_event=self.on_event,
+            stream_subagent_output=self.stream_subagent_output,
         )
 
 
@@ -214,6 +217,7 @@ def create_deep_agent(
     timeout_seconds: float = 900.0,
     max_turns: int = 50,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    stream_subagent_output: bool = False,
     **deepagents_kwargs: Any,
 ) -> Any:
     """deepagents' ``create_deep_agent``, whose sub-agents run through subagent-exec.
@@ -233,6 +237,9 @@ def create_deep_agent(
     ``task`` stays as it is and ours is added as ``task_tool_name`` (default
     ``"background_task"``); sub-agents that need deepagents' own tool
     (``mode="fork"``, ``interrupt_on``) are then offered by deepagents' one only.
+    ``on_event`` and ``stream_subagent_output`` are those of ``make_task_tool``
+    (the latter: each sub-agent's tokens reach the lead's stream as
+    ``task_output`` custom events).
 
     What differs from deepagents' ``task``: a sub-agent starts from the task
     text alone, not from the lead's state (with the default ``StateBackend`` it
@@ -280,6 +287,7 @@ def create_deep_agent(
         timeout_seconds=timeout_seconds,
         max_turns=max_turns,
         on_event=on_event,
+        stream_subagent_output=stream_subagent_output,
     )
     extra: list[Any] = []
     for attempt in range(2):
@@ -302,5 +310,13 @@ def create_deep_agent(
             return agent
         # deepagents built no task tool (its profile disables the general-purpose
         # sub-agent and no spec was given): our configs still need one.
-        extra = [SubagentMiddleware(ours, runtime=runtime, name=name, on_event=on_event)]
+        extra = [
+            SubagentMiddleware(
+                ours,
+                runtime=runtime,
+                name=name,
+                on_event=on_event,
+                stream_subagent_output=stream_subagent_output,
+            )
+        ]
     raise AssertionError("unreachable")  # pragma: no cover
