@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import deepagents
-import openai
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -502,7 +501,7 @@ def test_deepagents_sub_agents_on_the_real_chatopenai_work_run_after_run(
         api_key="test",  # type: ignore[arg-type]
         max_retries=0,
         use_responses_api=False,  # the fake server speaks chat completions
-        timeout=openai.Timeout(10.0),  # own client for the lead's loop (see _llm elsewhere)
+        timeout=10.0,  # hashable: the cached client for this address (see test_fake_openai_...)
     )
     agent = create_deep_agent(llm, runtime=runtime)
 

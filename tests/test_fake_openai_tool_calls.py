@@ -54,11 +54,14 @@ WEATHER = ScriptedChatModel(
 
 
 def _llm(server: OpenAICompatServer, model: str = "gpt-test", **kwargs: Any) -> ChatOpenAI:
-    # An unhashable timeout gives each instance its own HTTP client (see
-    # test_openai_compat_server._llm): every test runs its own event loop.
-    kwargs.setdefault("timeout", openai.Timeout(10.0))
+    # A hashable timeout keeps langchain-openai's cached HTTP client: one per
+    # server address (each test has its own server), used on one loop, never
+    # garbage-collected mid-suite. A per-instance client (unhashable timeout)
+    # would be, and openai's finaliser then schedules its close on whatever
+    # loop runs at that moment: a stray "Task exception was never retrieved"
+    # in some later test.
     return ChatOpenAI(
-        base_url=server.base_url, api_key="test", model=model, max_retries=0, **kwargs
+        base_url=server.base_url, api_key="test", model=model, max_retries=0, timeout=10.0, **kwargs
     )
 
 
