@@ -236,7 +236,9 @@ def _terminal_words(kind: str, holder: SubagentResult | None, lookup: Lookup) ->
     seconds = holder.duration_seconds
     words += f" after {format_elapsed(seconds)}" if seconds is not None else " before it started"
     if kind == "completed":
-        return f'{words}: "{excerpt(holder.result, 100)}"' if holder.result else words
+        # An answer may quote a task id too (a cancelled child's tool message).
+        answer = name_task_ids(holder.result, lookup) if holder.result else ""
+        return f'{words}: "{excerpt(answer, 100)}"' if answer else words
     why = holder.error if kind in ("failed", "timed_out") else holder.cancel_reason
     return f"{words}: {excerpt(name_task_ids(why, lookup), 120)}" if why else words
 

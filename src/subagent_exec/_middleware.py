@@ -23,7 +23,7 @@ from ._config import SubagentConfig
 from ._lead_model import LeadModels
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
-from ._task_tool import EventListener, make_task_tool
+from ._task_tool import EventListener, build_task_tool
 
 SYSTEM_PROMPT_SECTION = (
     "## Delegating with `{name}`\n"
@@ -83,6 +83,7 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         *,
         system_prompt: str | None = None,
         on_event: EventListener | None = None,
+        stream_subagent_output: bool = False,
         background: bool = False,
         on_turn_end: OnTurnEnd = "return",
         turn_end_timeout_seconds: float = 300.0,
@@ -93,11 +94,18 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         # Without a parent_model, "inherit" uses the lead agent's own model (_lead_model.py).
         lead_models = LeadModels(name) if parent_model is None else None
         inherited = parent_model if lead_models is None else lead_models
-        self.task_tool = make_task_tool(
-            subagents, tools, inherited, runtime, name, on_event=on_event
+        self.task_tool = build_task_tool(
+            subagents,
+            tools,
+            inherited,
+            runtime,
+            name,
+            on_event=on_event,
+            stream_subagent_output=stream_subagent_output,
+            lead_models=lead_models,
         )
-        self.task_tool._lead_models = lead_models
         self.tools = [self.task_tool]
+        # Which lead model made each task / start_task call (model="inherit").
         self._lead_models = [lead_models] if lead_models is not None else []
         self.push: PushDelivery | None = None
         if background:
