@@ -110,7 +110,9 @@ def test_fuzzing_from_the_openapi_schema_finds_no_5xx_and_no_answer_off_schema(
     @given(case=schema.as_strategy(mode), real_id=st.sampled_from([None, *ids]))
     def one_request(case: Any, real_id: str | None) -> None:
         if real_id is not None and mode is GenerationMode.POSITIVE and case.path_parameters:
-            case.path_parameters["task_id"] = real_id
+            # A run's task id is also its thread's id (demo runs are their own thread).
+            key = "thread_id" if "thread_id" in case.path_parameters else "task_id"
+            case.path_parameters[key] = real_id
         label = f"{case.method} {case.path}"
         operations[label] = operations.get(label, 0) + 1
         response = case.call(base_url=server.base_url, timeout=15)
@@ -124,7 +126,7 @@ def test_fuzzing_from_the_openapi_schema_finds_no_5xx_and_no_answer_off_schema(
     # has no invalid form), and requests were both accepted and refused.
     expected = {
         "GET /tasks", "GET /tasks/{task_id}", "POST /tasks/{task_id}/stop",
-        "GET /tasks/{task_id}/events", "POST /runs",
+        "GET /tasks/{task_id}/events", "POST /runs", "POST /threads/{thread_id}/stop",
     }
     if mode is GenerationMode.POSITIVE:
         expected.add("GET /")
