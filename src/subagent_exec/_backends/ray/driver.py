@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
@@ -31,29 +30,21 @@ from ..._errors import describe
 from ..._status import SubagentStatus
 from .delegation import CALL, CALL_CANCELLED, serve_call
 from .payload import PreparedRun, prepare_run
-from .pool import RayWorkerPool
-from .worker import AI_MESSAGE, END
+from .pool import PoolActor, RayPlacementError, RayWorkerPool
+from .runs import (
+    MAX_RESENDS,
+    RemoteTask,
+    WaitingTasks,
+    actor_lost_ending,
+    first_line,
+    task_error_ending,
+)
+from .worker import AI_MESSAGE, END, STARTED
 
 logger = logging.getLogger("subagent_exec")
 
 #: After our own stop, how long before ``ray.cancel`` is sent as a second line.
 SECOND_LINE_SECONDS = 1.0
-
-
-@dataclass
-class _RemoteRun:
-    """One run submitted to Ray, seen from the driver loop."""
-
-    actor_index: int
-    actor: Any
-    gen: Any  # ray.ObjectRefGenerator
-    consumer: asyncio.Task[None] | None = None
-    deadline: asyncio.TimerHandle | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    stop_sent: bool = False
-    ended: bool = False
-    #: The worker's calls of driver-side tools being served, by request id.
-    calls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 class RayBackend:
@@ -117,10 +108,17 @@ class RayBackend:
         # Created in bind(): a backend that never gets bound leaves no loop behind.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         # Invariant: the fields below are used on the driver loop only.
-        self._runs: dict[str, _RemoteRun] = {}
+        self._tasks: dict[str, RemoteTask] = {}
+        self._waiting = WaitingTasks(
+            lambda: self.loop, lambda: self.pool.placement_timeout_seconds,
+            self._placement_timed_out,
+        )
         self._abandoned_total = 0
         self._submitted_total = 0
+        self._resent_total = 0
+        self._placement_failures_total = 0
         #: Stops waiting to be sent, per actor (flushed once per loop iteration).
         self._stop_batches: dict[int, tuple[Any, list[tuple[str, str, float]]]] = {}
 
@@ -146,6 +144,7 @@ class RayBackend:
         if self._pool is None:
             size = self._actors if self._actors is not None else min(settings.max_workers, 4)
             self._pool = RayWorkerPool(actors=size)
+        self._unsubscribe = self._pool.subscribe(self._on_pool_change)
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._run_loop, args=(loop,), name=f"{settings.runtime_name}-ray-driver",
@@ -190,6 +189,9 @@ class RayBackend:
             **pool_stats,
             "ray_submitted_total": self._submitted_total,
             "ray_abandoned_runs_total": self._abandoned_total,
+            "ray_placement_waiting": len(self._waiting),
+            "ray_resent_runs_total": self._resent_total,
+            "ray_placement_failures_total": self._placement_failures_total,
         }
 
     @staticmethod
@@ -219,18 +221,78 @@ class RayBackend:
                 "or RayBackend(start_local=True, num_cpus=N) to start a local Ray"
             )
 
-    # -- on the driver loop ------------------------------------------------------------------
+    # -- on the driver loop: placing ------------------------------------------------------
 
     def _launch(self, ticket: TaskTicket) -> None:
-        if not ticket.begin():
-            ticket.release()  # stopped while queued: never submitted
+        if ticket.cancel_event.is_set():
+            ticket.release()  # stopped while queued (then already CANCELLED): never submitted
             return
+        task = self._tasks[ticket.task_id] = RemoteTask(ticket)
+        self._place(task)
+
+    def _place(self, task: RemoteTask, *, first: bool = False) -> None:
+        """Send ``task`` to a ready actor, or keep it waiting for one."""
         try:
-            index, actor = self.pool.acquire()
-        except Exception as exc:  # e.g. Ray went away
-            ticket.finish(RunEnding(SubagentStatus.FAILED, error=describe(exc)))
-            ticket.release()
+            member = self.pool.acquire()
+        except Exception as exc:  # e.g. Ray went away, or the pool was killed
+            self._end(task, RunEnding(SubagentStatus.FAILED, error=describe(exc)))
             return
+        if member is None:
+            self._waiting.add(task, first=first)
+        else:
+            self._send(task, member)
+
+    def _place_waiting(self) -> None:
+        """An actor became ready (or the pool can no longer serve): place the
+        waiting tasks, oldest first, while actors are ready."""
+        while (task := self._waiting.oldest()) is not None:
+            try:
+                member = self.pool.acquire()
+            except Exception as exc:
+                for waiting in self._waiting.take_all():
+                    self._end(waiting, RunEnding(SubagentStatus.FAILED, error=describe(exc)))
+                return
+            if member is None:
+                return
+            self._waiting.remove(task)
+            self._send(task, member)
+
+    def _on_pool_change(self) -> None:
+        # Called on the pool's thread.
+        try:
+            self.loop.call_soon_threadsafe(self._place_waiting)
+        except RuntimeError:
+            pass  # the driver loop is closed
+
+    def _placement_timed_out(self, task: RemoteTask) -> None:
+        self._placement_failures_total += 1
+        ticket = task.ticket
+        waited = self.pool.placement_timeout_seconds
+        error = describe(
+            RayPlacementError(
+                f"the task waited placement_timeout_seconds={waited:g} for a Ray actor: "
+                f"{self.pool.placement_problem()}"
+            )
+        )
+        if task.lost_error is not None:
+            error += (
+                f" (it had been sent to an actor lost before the run started: "
+                f"{task.lost_error})"
+            )
+        logger.warning("%s %s", ticket.log_prefix, error)
+        self._end(task, RunEnding(SubagentStatus.FAILED, error=error))
+
+    def _send(self, task: RemoteTask, member: PoolActor) -> None:
+        ticket = task.ticket
+        task.member = member
+        if not task.begun:
+            if not ticket.begin():  # a stop won the race: the run never starts
+                self._end(task, RunEnding(SubagentStatus.CANCELLED))
+                return
+            task.begun = True
+            task.deadline = self.loop.call_later(
+                ticket.timeout_seconds, self._on_deadline, task
+            )
         holder = ticket.holder
         meta = {
             "subagent_name": holder.subagent_name,
@@ -242,33 +304,35 @@ class RayBackend:
         }
         prepared: PreparedRun = ticket.payload
         try:
-            gen = actor.run.options(num_returns="streaming").remote(
+            gen = member.actor.run.options(num_returns="streaming").remote(
                 ticket.task_id, meta, prepared.payload
             )
         except Exception as exc:  # Ray refused the submission: the task must still end
-            ticket.finish(RunEnding(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}"))
-            self.pool.release(index)
-            ticket.release()
+            self._end(task, RunEnding(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}"))
             return
         self._submitted_total += 1
-        run = self._runs[ticket.task_id] = _RemoteRun(actor_index=index, actor=actor, gen=gen)
-        loop = self.loop
-        run.deadline = loop.call_later(ticket.timeout_seconds, self._on_deadline, ticket, run)
-        run.consumer = loop.create_task(self._consume(ticket, run))
+        task.gen, task.started = gen, False
+        task.consumer = self.loop.create_task(self._consume(task, gen, member))
         if ticket.cancel_event.is_set():
             self._stop(ticket)  # latched between begin() and here
 
-    async def _consume(self, ticket: TaskTicket, run: _RemoteRun) -> None:
+    # -- on the driver loop: running -------------------------------------------------------
+
+    async def _consume(self, task: RemoteTask, gen: Any, member: PoolActor) -> None:
+        ticket = task.ticket
         ending: RunEnding | None = None
+        placed_again = False
         try:
-            async for ref in run.gen:
+            async for ref in gen:
                 kind, value, extra = await ref
-                if kind == AI_MESSAGE:
+                if kind == STARTED:
+                    task.started = True
+                elif kind == AI_MESSAGE:
                     ticket.record_ai_message(value, extra)
                 elif kind == CALL:
-                    self._serve(ticket, run, value, extra)
+                    self._serve(task, value, extra)
                 elif kind == CALL_CANCELLED:
-                    call = run.calls.get(value)
+                    call = task.calls.get(value)
                     if call is not None:
                         call.cancel()
                 elif kind == END:
@@ -283,86 +347,121 @@ class RayBackend:
             # run is abandoned and the status is written by whoever cancelled.
             ending = RunEnding.cleanup_timeout()
         except (TaskCancelledError, RayTaskError) as exc:
-            ending = _task_error_ending(exc, ticket)
+            ending = task_error_ending(exc, ticket)
         except RayActorError as exc:
-            self.pool.replace(run.actor_index, run.actor)
-            ending = RunEnding(
-                SubagentStatus.FAILED,
-                error=(
-                    "RayActorError: the Ray worker running this sub-agent died before it "
-                    f"finished ({_first_line(exc)})"
-                ),
-            )
+            self.pool.lost(member, exc)
+            placed_again = self._place_again(task, member, exc)
+            if not placed_again:
+                ending = actor_lost_ending(exc)
         except Exception as exc:  # ObjectLostError, WorkerCrashedError, ...
             ending = RunEnding(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}")
         finally:
-            self._end(ticket, run, ending or RunEnding.cleanup_timeout())
+            if not placed_again:
+                self._end(task, ending or RunEnding.cleanup_timeout())
 
-    def _end(self, ticket: TaskTicket, run: _RemoteRun, ending: RunEnding) -> None:
-        if run.ended:
+    def _place_again(self, task: RemoteTask, member: PoolActor, exc: RayActorError) -> bool:
+        """The actor was lost. A run whose STARTED item never arrived did not
+        start there (none of its code ran): place it again, unless it was
+        stopped meanwhile. Returns whether it was."""
+        ticket = task.ticket
+        if task.ended or task.started or ticket.cancel_event.is_set():
+            return False
+        if task.resends >= MAX_RESENDS:
+            return False
+        task.resends += 1
+        self._resent_total += 1
+        task.lost_error = first_line(exc)
+        logger.info(
+            "%s its Ray actor was lost before the run started; placing it again (%s)",
+            ticket.log_prefix,
+            task.lost_error,
+        )
+        self.pool.release(member)
+        task.member, task.gen, task.consumer = None, None, None
+        for call in list(task.calls.values()):
+            call.cancel()
+        self._place(task, first=True)
+        return True
+
+    def _end(self, task: RemoteTask, ending: RunEnding) -> None:
+        if task.ended:
             return
-        run.ended = True
-        if run.deadline is not None:
-            run.deadline.cancel()
-        for timer in run.timers:
+        task.ended = True
+        ticket = task.ticket
+        self._waiting.remove(task)
+        if task.deadline is not None:
+            task.deadline.cancel()
+        for timer in task.timers:
             timer.cancel()
-        for call in list(run.calls.values()):
+        for call in list(task.calls.values()):
             call.cancel()  # the caller is gone: stop its children (bounded wait)
-        ticket.finish(ending)
-        if self._runs.get(ticket.task_id) is run:
-            del self._runs[ticket.task_id]
-        self.pool.release(run.actor_index)
+        ticket.finish(ending)  # a no-op for a task already CANCELLED while PENDING
+        if self._tasks.get(ticket.task_id) is task:
+            del self._tasks[ticket.task_id]
+        if task.member is not None:
+            self.pool.release(task.member)
+            task.member = None
         ticket.release()
 
-    def _serve(
-        self, ticket: TaskTicket, run: _RemoteRun, request_id: str, request: dict[str, Any]
-    ) -> None:
+    def _serve(self, task: RemoteTask, request_id: str, request: dict[str, Any]) -> None:
         """Serve a worker's call of a driver-side tool, here, as if the call came
         from inside the calling sub-agent (its scope is the ticket's context)."""
+        ticket = task.ticket
         prepared: PreparedRun = ticket.payload
         tool = prepared.driver_tools.get(request["tool_name"])
-        run.calls[request_id] = self.loop.create_task(
-            self._answer(ticket, run, request_id, serve_call(tool, request)),
+        task.calls[request_id] = self.loop.create_task(
+            self._answer(task, request_id, serve_call(tool, request)),
             context=ticket.context.copy(),
         )
 
-    async def _answer(
-        self, ticket: TaskTicket, run: _RemoteRun, request_id: str, serving: Any
-    ) -> None:
+    async def _answer(self, task: RemoteTask, request_id: str, serving: Any) -> None:
         try:
             reply = await serving
         except asyncio.CancelledError:
             return  # the worker's call was cancelled (or the caller ended): nobody waits
         finally:
-            run.calls.pop(request_id, None)
+            task.calls.pop(request_id, None)
+        member = task.member
         try:
-            run.actor.deliver.remote(ticket.task_id, request_id, reply)
+            if member is not None:
+                member.actor.deliver.remote(task.ticket.task_id, request_id, reply)
         except Exception:  # the actor is gone: its stream will say so
-            logger.debug("%s could not deliver a tool result", ticket.log_prefix)
+            logger.debug("%s could not deliver a tool result", task.ticket.log_prefix)
 
-    def _on_deadline(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if not run.ended:
-            ticket.time_out()
+    def _on_deadline(self, task: RemoteTask) -> None:
+        if not task.ended:
+            task.ticket.time_out()
+
+    # -- on the driver loop: stopping ------------------------------------------------------
 
     def _stop(self, ticket: TaskTicket) -> None:
-        run = self._runs.get(ticket.task_id)
-        if run is None or run.ended or run.stop_sent:
-            return  # not launched yet (it checks cancel_event), over, or already stopping
-        run.stop_sent = True
+        task = self._tasks.get(ticket.task_id)
+        if task is None or task.ended:
+            return  # not launched yet (it checks cancel_event), or over
+        if task.member is None:
+            # Waiting for an actor: nothing runs anywhere. A PENDING task is
+            # CANCELLED already; a run waiting to be placed again takes the
+            # latched stop's status.
+            self._end(task, RunEnding(SubagentStatus.CANCELLED))
+            return
+        if task.stop_sent:
+            return  # already stopping
+        task.stop_sent = True
         grace = ticket.cancel_grace_seconds
+        actor = task.member.actor
         item = (ticket.task_id, ticket.cancel_reason or "stopped", grace)
-        batch = self._stop_batches.get(id(run.actor))
+        batch = self._stop_batches.get(id(actor))
         if batch is None:
-            self._stop_batches[id(run.actor)] = (run.actor, [item])
+            self._stop_batches[id(actor)] = (actor, [item])
             # After the interrupts already queued on this loop (a whole tree's).
             self.loop.call_soon(self._flush_stops)
         else:
             batch[1].append(item)
-        run.timers.append(
-            self.loop.call_later(grace + SECOND_LINE_SECONDS, self._second_line, ticket, run)
+        task.timers.append(
+            self.loop.call_later(grace + SECOND_LINE_SECONDS, self._second_line, task)
         )
-        run.timers.append(
-            self.loop.call_later(grace + ticket.cleanup_timeout_seconds, self._abandon, ticket, run)
+        task.timers.append(
+            self.loop.call_later(grace + ticket.cleanup_timeout_seconds, self._abandon, task)
         )
 
     def _flush_stops(self) -> None:
@@ -373,54 +472,45 @@ class RayBackend:
             except Exception:  # the actor is gone: the runs' streams will say so
                 logger.debug("stop of %d run(s) could not reach their Ray actor", len(stops))
 
-    def _second_line(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if run.ended:
+    def _second_line(self, task: RemoteTask) -> None:
+        if task.ended or task.gen is None:
             return
+        ticket = task.ticket
         logger.info("%s still running on Ray after the stop; ray.cancel", ticket.log_prefix)
         try:
-            ray.cancel(run.gen, recursive=True)
+            ray.cancel(task.gen, recursive=True)
         except Exception:
             logger.debug("%s ray.cancel failed", ticket.log_prefix, exc_info=True)
 
-    def _abandon(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if run.ended:
+    def _abandon(self, task: RemoteTask) -> None:
+        if task.ended:
             return
+        ticket = task.ticket
         logger.warning(
             "%s did not unwind on Ray within %.1fs of the stop; abandoning it",
             ticket.log_prefix,
             ticket.cleanup_timeout_seconds,
         )
         self._abandoned_total += 1
-        self._end(ticket, run, RunEnding.cleanup_timeout())
-        if run.consumer is not None:
-            run.consumer.cancel()
+        consumer = task.consumer
+        self._end(task, RunEnding.cleanup_timeout())
+        if consumer is not None:
+            consumer.cancel()
 
     async def _close(self, settle: float) -> None:
         """Let the runs still unwinding finish (bounded), then let the workers go."""
+        for task in self._waiting.take_all():  # normally none: every task was stopped
+            self._end(task, RunEnding(
+                SubagentStatus.FAILED,
+                error="RuntimeError: the runtime shut down before a Ray actor was ready",
+            ))
         consumers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         if consumers:
             await asyncio.wait(consumers, timeout=settle)
-        for task in consumers:
-            task.cancel()
+        for consumer in consumers:
+            consumer.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._owns_pool and self._pool is not None:
             self._pool.kill()
         self.loop.call_soon(self.loop.stop)
-
-
-def _task_error_ending(exc: Exception, ticket: TaskTicket) -> RunEnding:
-    cause = exc.cause if isinstance(exc, RayTaskError) else exc
-    if isinstance(exc, TaskCancelledError) or isinstance(cause, TaskCancelledError):
-        if ticket.cancel_event.is_set():
-            return RunEnding(SubagentStatus.CANCELLED)
-        return RunEnding(
-            SubagentStatus.FAILED,
-            error="TaskCancelledError: the Ray task was cancelled outside subagent-exec",
-        )
-    if isinstance(cause, BaseException) and cause is not exc:
-        return RunEnding(SubagentStatus.FAILED, error=describe(cause))
-    return RunEnding(SubagentStatus.FAILED, error=f"Ray error: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
