@@ -652,7 +652,7 @@ def test_ray_cancel_is_the_second_line_for_a_run_that_swallows_our_stop(
     make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
 ) -> None:
     from subagent_exec import RayBackend
-    from subagent_exec._backends.ray.driver import SECOND_LINE_SECONDS
+    from subagent_exec._backends.ray.dispatch import SECOND_LINE_SECONDS
 
     rt = make_runtime(
         max_workers=2, cleanup_timeout_seconds=8.0, backend=RayBackend(pool=lone_pool)

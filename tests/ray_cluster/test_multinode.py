@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,7 +109,7 @@ def test_one_actor_per_node_and_tasks_rotate_between_them(
         assert holder.status is SubagentStatus.COMPLETED, holder.error
         nodes.append(holder.result)
     assert set(nodes) == {head, worker}
-    assert all(a != b for a, b in zip(nodes, nodes[1:], strict=False)), nodes  # ties rotate
+    assert all(a != b for a, b in itertools.pairwise(nodes)), nodes  # ties rotate
     assert rt.stats()["ray_nodes_used"] == 2
 
 
