@@ -10,6 +10,14 @@ provider's package and key, e.g. ``pip install langchain-openai`` and
 
     python examples/quickstart.py --model openai:gpt-4o-mini
 
+The real ``ChatOpenAI`` client, offline: serve this file's script with the
+fake OpenAI-compatible server and point the client at it:
+
+    python -m subagent_exec.testing --port 0 --script examples/quickstart.py:fake_openai_model
+    # prints http://127.0.0.1:PORT/v1; in another shell:
+    OPENAI_BASE_URL=http://127.0.0.1:PORT/v1 OPENAI_API_KEY=test \
+        python examples/quickstart.py --model openai:gpt-4o-mini
+
 The lead agent gets a ``task`` tool. Each ``task`` call starts a sub-agent on
 its own event loop in a worker thread; calls made in one message run in
 parallel, and their progress arrives as ``custom`` stream events.
@@ -40,23 +48,26 @@ async def count_words(text: str) -> str:
 
 def build_lead_agent(model: str | None, runtime: SubagentRuntime) -> Any:
     """The lead agent and its two sub-agent types. ``model=None``: offline fakes."""
+    # Offline, one scripted model answers all three agents: it routes by the
+    # first user message (the question, or the task the lead delegated).
+    offline = fake_openai_model()
     researcher = SubagentConfig(
         name="researcher",
         description="Finds and checks facts on a topic.",
         system_prompt="You are a careful researcher. Answer with short, numbered facts.",
-        model=model or ScriptedChatModel(default=FACTS, latency=0.4),
+        model=model or offline,
         timeout_seconds=120,
     )
     writer = SubagentConfig(
         name="writer",
         description="Writes short texts: poems, summaries, slogans.",
         system_prompt="You are a concise writer. Check length with count_words.",
-        model=model or ScriptedChatModel(script={"poem": [COUNT, POEM]}, latency=0.3),
+        model=model or offline,
         tools=["count_words"],
         timeout_seconds=120,
     )
     task = make_task_tool([researcher, writer], tools=[count_words], runtime=runtime)
-    lead_model = model or ScriptedChatModel(router=_offline_lead, latency=0.2)
+    lead_model = model or offline
     return create_agent(
         lead_model,
         tools=[task],
@@ -105,6 +116,21 @@ FACTS = (
 )
 POEM = "Silver coin on velvet night,\nborrowing the sun's old light."
 COUNT = tool_call("count_words", {"text": POEM})
+
+
+def fake_openai_model() -> ScriptedChatModel:
+    """The offline script: the lead delegates, the researcher and the writer answer.
+
+    Used in-process when no --model is given, and served over HTTP by
+    ``python -m subagent_exec.testing --script examples/quickstart.py:fake_openai_model``
+    so the real ChatOpenAI client delegates offline.
+    """
+    return ScriptedChatModel(
+        script={"surprising facts": FACTS, "poem about": [COUNT, POEM]},
+        router=_offline_lead,  # anything else: the lead's question
+        latency=0.2,
+        latency_by_key={"surprising facts": 0.4, "poem about": 0.3},
+    )
 
 
 def _offline_lead(messages: list[BaseMessage]) -> AIMessage | str:

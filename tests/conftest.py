@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,21 +68,32 @@ def gate() -> Iterator[threading.Event]:
 
 @pytest.fixture(scope="session")
 def ray_pool() -> Iterator[Any]:
-    """A shared, warmed-up RayWorkerPool on a local Ray (2 CPUs, no dashboard)."""
+    """A shared, warmed-up RayWorkerPool on a local Ray (2 CPUs, no dashboard).
+
+    Ray keeps its session files (sockets, logs) in a temp dir of its own,
+    removed afterwards: by default it would leave ``/tmp/ray``, a directory
+    that shadows the ``ray`` package (as a namespace package) for any script
+    run from ``/tmp``. The path is short on purpose: Ray's unix socket paths
+    must fit in 107 bytes.
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # or Ray writes a token file
     import ray
 
     from subagent_exec import RayWorkerPool
 
     started = not ray.is_initialized()
+    ray_dir = tempfile.mkdtemp(prefix="sx-ray-")
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir
+        )
     pool = RayWorkerPool(actors=2)
     pool.ready(timeout=120.0)
     yield pool
     pool.kill()
     if started:
         ray.shutdown()
+    shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 @pytest.fixture(params=["thread", "ray"])

@@ -159,3 +159,28 @@ def non_pool_threads(runtime_names: tuple[str, ...]) -> list[str]:
     created on demand up to a fixed cap and then reused, by design)."""
     prefixes = tuple(f"{name}-worker" for name in runtime_names)
     return sorted(t.name for t in threading.enumerate() if not t.name.startswith(prefixes))
+
+
+def raw_http(port: int, request: bytes, timeout: float = SETTLE) -> tuple[int, bytes]:
+    """Send ``request`` as it is (any Host, any header bytes) on a fresh
+    connection to 127.0.0.1 and read the answer until the server closes it:
+    its status code and body. The request should say ``Connection: close``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def http_request(
+    method: str, path: str, host: bytes, headers: dict[bytes, bytes] | None = None,
+    body: bytes = b"",
+) -> bytes:
+    """The bytes of one HTTP/1.1 request with ``Connection: close``."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + host, b"Connection: close"]
+    lines += [name + b": " + value for name, value in (headers or {}).items()]
+    if body or method == "POST":
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

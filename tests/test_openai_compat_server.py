@@ -15,7 +15,7 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 
-from .openai_compat_server import OpenAICompatServer
+from subagent_exec.testing import OpenAICompatServer
 
 
 def _llm(srv: OpenAICompatServer, model: str = "x", **kwargs: Any) -> ChatOpenAI:

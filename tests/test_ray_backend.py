@@ -521,7 +521,7 @@ def test_ray_the_real_chat_openai_client_from_a_factory(ray_rt: SubagentRuntime)
     then a stop in the middle of a slow HTTP call."""
     from langchain_openai import ChatOpenAI
 
-    from .openai_compat_server import OpenAICompatServer
+    from subagent_exec.testing import OpenAICompatServer
 
     with OpenAICompatServer() as server:
         model = functools.partial(ChatOpenAI, base_url=server.base_url, api_key="k", model="x")

@@ -25,8 +25,7 @@ from subagent_exec import (
     SubagentRuntime,
     SubagentStatus,
 )
-
-from .openai_compat_server import OpenAICompatServer
+from subagent_exec.testing import OpenAICompatServer
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
 from subagent_exec.testing import ScriptedChatModel
 
 from .server_support import SETTLE, LiveServer, wait_for
+from .setup_support import apt_install
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -57,9 +57,10 @@ LONG_PROMPT = (
 
 
 @pytest.fixture(scope="session")
-def chromium_installed() -> None:
+def chromium_installed(pytestconfig: pytest.Config) -> None:
     """Install Debian's chromium + chromium-driver if they are missing (CI
-    machines start without a browser; nothing is downloaded at run time)."""
+    machines start without a browser; nothing is downloaded at run time),
+    saying so on the terminal first."""
     if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
@@ -67,16 +68,17 @@ def chromium_installed() -> None:
             f"{CHROMIUM} / {CHROMEDRIVER} missing; install them with "
             "`apt-get install -y chromium chromium-driver` (needs root)"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    wait_lock = ["-o", "DPkg::Lock::Timeout=300"]
-    for command in (
-        ["apt-get", *wait_lock, "update"],
-        ["apt-get", *wait_lock, "install", "-y", "chromium", "chromium-driver"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            output = f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            pytest.fail(f"{' '.join(command)} failed:\n{output}")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:
+        with capture.global_and_fixture_disabled():  # past pytest's output capture
+            print(f"\n{line}", flush=True)
+
+    problem = apt_install(
+        ["chromium", "chromium-driver"], "for the browser test of the run page", say=say
+    )
+    if problem:
+        pytest.fail(problem)
     assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -14,8 +15,11 @@ from ._checks import check_callable, check_int, check_number, check_text
 #: A chat model instance, a zero-argument factory returning one, a
 #: ``"provider:model"`` string for ``init_chat_model``, or ``"inherit"``.
 ModelSpec: TypeAlias = BaseChatModel | Callable[[], BaseChatModel] | str
-#: A callable returning a compiled graph / Runnable taking ``{"messages": [...]}``.
-GraphFactory: TypeAlias = Callable[[], Runnable[Any, Any]]
+#: A callable returning a compiled graph / Runnable taking ``{"messages": [...]}``;
+#: with one parameter it receives the run's chat model (see ``SubagentConfig``).
+GraphFactory: TypeAlias = (
+    Callable[[], Runnable[Any, Any]] | Callable[[BaseChatModel], Runnable[Any, Any]]
+)
 
 INHERIT: Literal["inherit"] = "inherit"
 
@@ -32,7 +36,10 @@ class SubagentConfig:
     per run, so the model's HTTP client belongs to that loop. ``graph_factory``
     replaces the built-in agent entirely: it is called once per run, on the
     sub-agent's loop, and must return a Runnable that takes
-    ``{"messages": [...]}``.
+    ``{"messages": [...]}``. A ``graph_factory`` with one (required) parameter
+    is called with the run's chat model, built from ``model`` as for the
+    built-in agent (its HTTP client belongs to this run's loop and is closed
+    when the run ends), so a custom graph on a real model works on every loop.
     """
 
     name: str
@@ -61,6 +68,11 @@ class SubagentConfig:
             )
         if self.graph_factory is not None:
             check_callable(owner, "graph_factory", self.graph_factory)
+        if self.graph_factory_takes_model and self.model is None:
+            raise ValueError(
+                f"SubagentConfig.graph_factory of {self.name!r} takes the run's chat model, "
+                "so set model=... (an instance, a factory, a 'provider:model' string or 'inherit')"
+            )
         # Normalise the name lists to tuples: the config is frozen and shared
         # between threads, so nothing in it may be mutated after validation.
         for attr in ("tools", "disallowed_tools"):
@@ -82,6 +94,11 @@ class SubagentConfig:
             if "" in names:
                 raise ValueError(f"SubagentConfig.{attr} contains invalid tool names: {['']!r}")
             object.__setattr__(self, attr, names)
+
+    @property
+    def graph_factory_takes_model(self) -> bool:
+        """Whether ``graph_factory`` wants the run's chat model as its argument."""
+        return self.graph_factory is not None and _required_positionals(self.graph_factory) == 1
 
     def select_tools(self, available: Sequence[Any]) -> list[Any]:
         """Return the tools of ``available`` this sub-agent may use.
@@ -152,3 +169,13 @@ def tool_name(tool: Any) -> str:
     if not isinstance(name, str):
         raise ValueError(f"tool {tool!r} has no name")
     return name
+
+
+def _required_positionals(function: Callable[..., Any]) -> int:
+    """How many positional parameters ``function`` needs (0 when it cannot be inspected)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty)

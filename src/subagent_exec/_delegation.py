@@ -9,14 +9,19 @@ and exactly one terminal event (``task_completed`` / ``task_failed`` /
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.messages import ToolMessage
 
 from ._events import TaskEvent
+from ._output_relay import OutputRelay
 from ._result import SubagentResult
 from ._status import SubagentStatus
 
@@ -83,6 +88,11 @@ class Delegation:
     def running(self, message: dict[str, Any]) -> None:
         if not self._closed:
             self._emit(self._event("task_running", status="running", message=message))
+
+    def output(self, data: dict[str, Any]) -> None:
+        """A chunk of the child's model output (``stream_subagent_output``)."""
+        if not self._closed:
+            self._emit(self._event("task_output", status="running", **data))
 
     def on_task_event(self, event: TaskEvent) -> None:
         if event.kind == "ai_message":
@@ -152,3 +162,51 @@ class Delegation:
                 "description": self.description,
             },
         )
+
+
+class OutputSink:
+    """Where a child's model output goes (``stream_subagent_output``): to its
+    :class:`Delegation` on the caller's loop, in the caller's context (the
+    stream writer works only there); for a sync caller, from the child's
+    thread. Chunks that come before the delegation is known are kept."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = loop
+        self._context = contextvars.copy_context()
+        self._lock = threading.Lock()
+        self._call: Delegation | None = None
+        self._early: list[dict[str, Any]] = []
+
+    def attach(self, call: Delegation) -> None:
+        with self._lock:
+            self._call, early, self._early = call, self._early, []
+        for data in early:
+            call.output(data)
+
+    def forward(self, data: dict[str, Any]) -> None:  # on the child's thread
+        if self._loop is None:
+            self._deliver(data)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, data, context=self._context)
+        except RuntimeError:  # the caller's loop is closed: nobody to tell
+            pass
+
+    def _deliver(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            call = self._call
+            if call is None:
+                self._early.append(data)
+                return
+        call.output(data)
+
+
+def with_relay(tracing: BaseCallbackManager | None, output: OutputSink | None) -> Any:
+    """The child's callbacks: the caller's tracing, plus the output relay if asked for."""
+    if output is None:
+        return tracing or ()
+    relay = OutputRelay(output.forward)
+    if tracing is None:
+        return [relay]
+    tracing.add_handler(relay, inherit=True)
+    return tracing

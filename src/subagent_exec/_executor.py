@@ -44,7 +44,7 @@ class SubagentExecutor:
             raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
         self.config = config
         self.tools = config.select_tools(list(tools))  # ValueError names unknown tools
-        if config.graph_factory is None:
+        if config.graph_factory is None or config.graph_factory_takes_model:
             model_to_build(config.name, config.model, parent_model)  # ValueError: what to set
         check_shareable(config.model, subagent=config.name)
         if config.model == INHERIT:

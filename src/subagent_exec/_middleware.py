@@ -13,7 +13,7 @@ from ._config import SubagentConfig
 from ._lead_model import LeadModels
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
-from ._task_tool import EventListener, make_task_tool
+from ._task_tool import EventListener, build_task_tool
 
 SYSTEM_PROMPT_SECTION = (
     "## Delegating with `{name}`\n"
@@ -42,15 +42,23 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         *,
         system_prompt: str | None = None,
         on_event: EventListener | None = None,
+        stream_subagent_output: bool = False,
     ) -> None:
         super().__init__()
         # Without a parent_model, "inherit" uses the lead agent's own model (_lead_model.py).
         lead_models = LeadModels(name) if parent_model is None else None
         inherited = parent_model if lead_models is None else lead_models
-        self.task_tool = make_task_tool(
-            subagents, tools, inherited, runtime, name, on_event=on_event
+        self.task_tool = build_task_tool(
+            subagents,
+            tools,
+            inherited,
+            runtime,
+            name,
+            on_event=on_event,
+            stream_subagent_output=stream_subagent_output,
+            lead_models=lead_models,
         )
-        self.task_tool._lead_models = lead_models
+        self._lead_models = lead_models
         self.tools = [self.task_tool]
         self.system_prompt = (
             system_prompt if system_prompt is not None else SYSTEM_PROMPT_SECTION.format(name=name)
@@ -77,8 +85,8 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage:
         response = handler(self._with_section(request))
-        if self.task_tool._lead_models is not None:
-            self.task_tool._lead_models.record(request.model, response)
+        if self._lead_models is not None:
+            self._lead_models.record(request.model, response)
         return response
 
     async def awrap_model_call(
@@ -87,6 +95,6 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage:
         response = await handler(self._with_section(request))
-        if self.task_tool._lead_models is not None:
-            self.task_tool._lead_models.record(request.model, response)
+        if self._lead_models is not None:
+            self._lead_models.record(request.model, response)
         return response

@@ -168,8 +168,11 @@ class SubagentRun:
         checkpoint = StopCheckpoint(handle, config.max_turns)
         checkpoint.check()  # a run stopped before it began never builds anything
         close = None
-        if config.graph_factory is not None:
-            graph: Runnable[Any, Any] = config.graph_factory()
+        if config.graph_factory_takes_model:
+            model, close = resolve_model(config.model, self.parent_model, subagent=config.name)
+            graph: Runnable[Any, Any] = config.graph_factory(model)  # type: ignore[call-arg, misc]
+        elif config.graph_factory is not None:
+            graph = config.graph_factory()  # type: ignore[call-arg]
         else:
             from langchain.agents import create_agent
 

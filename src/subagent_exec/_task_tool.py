@@ -42,7 +42,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from ._checks import check_callable, check_text
 from ._config import INHERIT, SubagentConfig, check_configs
-from ._delegation import Delegation
+from ._delegation import Delegation, OutputSink, with_relay
 from ._errors import SubagentError
 from ._executor import SubagentExecutor
 from ._lead_model import LeadModels
@@ -94,6 +94,7 @@ class TaskTool(BaseTool):
     _executors: dict[str, SubagentExecutor] = PrivateAttr(default_factory=dict)
     _on_event: EventListener | None = PrivateAttr(default=None)
     _lead_models: LeadModels | None = PrivateAttr(default=None)  # "inherit" under the middleware
+    _stream_output: bool = PrivateAttr(default=False)  # task_output events (_output_relay.py)
 
     #: Marks a tool that works only in the process of the runtime it belongs
     #: to: a remote backend leaves it on the driver and gives its workers a
@@ -117,7 +118,8 @@ class TaskTool(BaseTool):
     ) -> ToolMessage:
         loop = asyncio.get_running_loop()
         tracing = child_callbacks(run_manager.get_child() if run_manager else None, loop)
-        started = self._start(description, prompt, subagent_type, tool_call_id, tracing)
+        output = OutputSink(loop) if self._stream_output else None
+        started = self._start(description, prompt, subagent_type, tool_call_id, tracing, output)
         if isinstance(started, ToolMessage):
             return started
         call, runtime = started
@@ -143,7 +145,8 @@ class TaskTool(BaseTool):
     ) -> ToolMessage:
         # For graphs run with invoke()/stream(): same contract, blocking wait.
         tracing = child_callbacks(run_manager.get_child() if run_manager else None, None)
-        started = self._start(description, prompt, subagent_type, tool_call_id, tracing)
+        output = OutputSink(None) if self._stream_output else None
+        started = self._start(description, prompt, subagent_type, tool_call_id, tracing, output)
         if isinstance(started, ToolMessage):
             return started
         call, runtime = started
@@ -166,6 +169,7 @@ class TaskTool(BaseTool):
         subagent_type: str,
         tool_call_id: str,
         tracing: Any,
+        output: OutputSink | None = None,
     ) -> tuple[Delegation, SubagentRuntime] | ToolMessage:
         """Check the input and start the child; a ToolMessage says why not."""
         executor = self._executors.get(subagent_type)
@@ -192,7 +196,7 @@ class TaskTool(BaseTool):
         try:
             # The holder itself, not its id: with a small retain_max a child that
             # ends at once could be evicted before a lookup by id.
-            holder = executor.start(prompt, callbacks=tracing or ())
+            holder = executor.start(prompt, callbacks=with_relay(tracing, output))
         except (SubagentError, ValueError) as exc:  # depth, capacity, closed runtime
             return self._rejected(
                 tool_call_id, subagent_type, f"could not start sub-agent {subagent_type!r}: {exc}"
@@ -208,6 +212,8 @@ class TaskTool(BaseTool):
             emit=self._emitter(),
         )
         call.started()
+        if output is not None:
+            output.attach(call)
         return call, runtime
 
     def _rejected(self, tool_call_id: str, subagent_type: str, problem: str) -> ToolMessage:
@@ -277,8 +283,14 @@ def make_task_tool(
     name: str = "task",
     *,
     on_event: EventListener | None = None,
+    stream_subagent_output: bool = False,
 ) -> TaskTool:
     """Build the ``task`` tool that delegates to the given sub-agents.
+
+    ``stream_subagent_output``: every token of a sub-agent's model output also
+    reaches the caller's stream as a ``task_output`` custom event (tagged with
+    ``task_id``, ``tool_call_id`` and ``subagent_type``) while it is produced.
+    Off by default, and free when off (``_output_relay.py``).
 
     ``tools`` are the tools sub-agents may be given (each config's allow-list
     and ``disallowed_tools`` pick from them); the task tool itself is added,
@@ -291,6 +303,30 @@ def make_task_tool(
     stream; the listener is how a host sees the terminal event of a run it
     cancelled.
     """
+    return build_task_tool(
+        subagents,
+        tools,
+        parent_model,
+        runtime,
+        name,
+        on_event=on_event,
+        stream_subagent_output=stream_subagent_output,
+    )
+
+
+def build_task_tool(
+    subagents: Sequence[SubagentConfig],
+    tools: Sequence[Any],
+    parent_model: ModelSpec | None,
+    runtime: SubagentRuntime | None,
+    name: str,
+    *,
+    on_event: EventListener | None,
+    stream_subagent_output: bool,
+    lead_models: LeadModels | None = None,
+) -> TaskTool:
+    """``make_task_tool``, plus what ``SubagentMiddleware`` adds: ``lead_models``
+    resolves ``model="inherit"`` to the lead agent's own model per call."""
     check_text("make_task_tool", "name", name)
     configs = check_configs("make_task_tool", subagents)
     clashing = [t for t in tools if getattr(t, "name", None) == name]
@@ -315,7 +351,14 @@ def make_task_tool(
         description=_DESCRIPTION_HEAD + "\n" + "\n".join(lines),
         handle_validation_error=_validation_message,
     )
+    if not isinstance(stream_subagent_output, bool):
+        raise TypeError(
+            "make_task_tool.stream_subagent_output must be a bool, "
+            f"got {stream_subagent_output!r}"
+        )
     tool._on_event = on_event
+    tool._stream_output = stream_subagent_output
+    tool._lead_models = lead_models
     for config in configs:
         # The default disallowed_tools names "task"; it keeps meaning "this
         # sub-agent does not delegate" whatever this tool is called.

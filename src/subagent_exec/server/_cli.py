@@ -1,17 +1,25 @@
-"""``subagent-exec serve`` / ``python -m subagent_exec.server``: the demo server."""
+"""``subagent-exec serve`` / ``python -m subagent_exec.server``: the demo server,
+answering only its own host names and within the connection limits of
+``_limits.py``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from ._limits import HEADER_TIMEOUT_SECONDS, LIMIT_CONCURRENCY
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: Host names every `serve` answers to (the bound address is added).
+LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
 #: Open event streams never end by themselves; on Ctrl-C give them this long.
 GRACEFUL_SHUTDOWN_SECONDS = 2
 
@@ -48,12 +56,36 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-workers", type=int, default=8, help="sub-agents doing work at once (default 8)"
     )
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="also answer requests addressed to this host name (repeatable; '*.example.com' "
+        "for a domain, '*' for any); by default only localhost, 127.0.0.1, [::1] and --host",
+    )
+    parser.add_argument(
+        "--limit-concurrency", type=int, default=LIMIT_CONCURRENCY, metavar="N",
+        help=f"open connections and requests at most, then 503 (default {LIMIT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--header-timeout", type=float, default=HEADER_TIMEOUT_SECONDS, metavar="SECONDS",
+        help="close a connection whose request head has not arrived by then "
+        f"(default {HEADER_TIMEOUT_SECONDS:g})",
+    )
+
+
+def allowed_host_names(bound: str, extra: list[str]) -> list[str]:
+    """What `serve` answers to: the local names, the address it is bound to
+    (unless a wildcard, which is no name a client uses), and ``extra``."""
+    names = list(LOCAL_HOST_NAMES)
+    if bound not in _WILDCARD_ADDRESSES:
+        names.append(f"[{bound}]" if ":" in bound else bound)
+    names.extend(extra)
+    return list(dict.fromkeys(name.lower() for name in names))
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the demo app until interrupted."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - only: is the server extra installed?
     except ImportError:
         print("subagent-exec serve needs: pip install 'subagent-exec[server]'", file=sys.stderr)
         return 2
@@ -63,9 +95,23 @@ def serve(args: argparse.Namespace) -> int:
     if args.max_workers < 1:
         print(f"--max-workers must be >= 1, got {args.max_workers}", file=sys.stderr)
         return 2
+    if args.limit_concurrency < 1:
+        print(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}", file=sys.stderr)
+        return 2
+    if not (args.header_timeout > 0 and math.isfinite(args.header_timeout)):
+        print(f"--header-timeout must be a number > 0, got {args.header_timeout}",
+              file=sys.stderr)
+        return 2
 
     from .._runtime import SubagentRuntime
-    from ._app import create_app
+    from ._app import check_allowed_hosts, create_app
+    from ._limits import serve_config
+
+    try:
+        hosts = check_allowed_hosts(allowed_host_names(args.host, args.allowed_host))
+    except ValueError as exc:
+        print(str(exc).replace("create_app.allowed_hosts", "--allowed-host"), file=sys.stderr)
+        return 2
 
     # Bind first, so --port 0 can print the port it really got.
     try:
@@ -77,11 +123,19 @@ def serve(args: argparse.Namespace) -> int:
     shown_host = f"[{host}]" if ":" in host else host
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     runtime = SubagentRuntime(max_workers=args.max_workers, max_depth=3, name="server")
-    app = create_app(runtime)
-    config = uvicorn.Config(
-        app, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
+    app = create_app(runtime, allowed_hosts=hosts)
+    config = serve_config(
+        app,
+        limit_concurrency=args.limit_concurrency,
+        header_timeout_seconds=args.header_timeout,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    if host in _WILDCARD_ADDRESSES:
+        shown_host = "127.0.0.1"
     print(f"subagent-exec: open http://{shown_host}:{port}/ in a browser (Ctrl-C to stop)")
+    print(f"subagent-exec: answering requests for host names {', '.join(hosts)} "
+          "(add more with --allowed-host)")
     server = _server_class()(config, on_exit=app.state.subagent_router.event_buffer.stop)
     try:
         server.run(sockets=[sock])

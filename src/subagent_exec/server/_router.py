@@ -9,31 +9,43 @@ annotations at decoration time, and some of them are local to ``create_router``.
 """
 
 import html
-import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
 from .._checks import check_callable, check_int, check_number
 from .._errors import CapacityError, RuntimeClosedError
 from .._result import SubagentResult
 from .._runtime import SubagentRuntime
-from .._status import SubagentStatus
+from . import _schema as schema
+from ._inputs import (
+    MAX_SEQ_DIGITS,
+    TASK_ID_RE,
+    check_task_id,
+    parse_statuses,
+    read_json_object,
+    resume_point,
+)
+from ._json import SafeJSONResponse
+from ._origin import check_allowed_origins, same_origin_guard
 from ._runs import DEFAULT_PROMPT, RunStarter, start_demo_run
-from ._stream import BufferedEvent, EventBuffer, EventStreamResponse, event_frames
+from ._stream import (
+    DEFAULT_EVENT_BUFFER_BYTES,
+    BufferedEvent,
+    EventBuffer,
+    EventStreamResponse,
+    event_frames,
+)
+from ._subtree import Subtree
 
 logger = logging.getLogger("subagent_exec.server")
 
-#: Task ids the API accepts in a path or filter. Engine ids are uuid4 hex; a
-#: host that picks its own ids must keep to these characters to address them.
-TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_REASON_CHARS = 1000
 MAX_PROMPT_CHARS = 8000
 _STATIC_FILES = {
@@ -71,8 +83,11 @@ def create_router(
     owner_dependency: Callable[..., Any] = current_owner,
     start_run: RunStarter | None = start_demo_run,
     event_buffer_size: int = 10_000,
+    event_buffer_bytes: int = DEFAULT_EVENT_BUFFER_BYTES,
     max_body_bytes: int = 16 * 1024,
+    body_timeout_seconds: float = 10.0,
     keepalive_seconds: float = 15.0,
+    allowed_origins: Iterable[str] = (),
     serve_page: bool = True,
 ) -> SubagentRouter:
     """Build the task API, the event streams and the run page for ``runtime``.
@@ -82,19 +97,27 @@ def create_router(
     ``owner_dependency``: a FastAPI dependency returning the current user's id;
     a user sees and stops only tasks whose ``owner`` equals it (others answer
     404). ``start_run``: what ``POST /runs`` starts (default: the bundled demo
-    lead agent); ``None`` leaves ``POST /runs`` out. ``event_buffer_size``:
-    how many recent events a reconnecting stream can catch up on.
-    ``max_body_bytes``: larger request bodies get 413. ``keepalive_seconds``:
-    idle streams send a comment this often (it also notices dead clients).
+    lead agent); ``None`` leaves ``POST /runs`` out. ``event_buffer_size`` /
+    ``event_buffer_bytes``: how many recent events (at most, and at most how
+    many bytes of them) a reconnecting stream can catch up on.
+    ``max_body_bytes``: larger request bodies get 413; ``body_timeout_seconds``:
+    a body not received by then gets 408. ``keepalive_seconds``: idle streams
+    send a comment this often (it also notices dead clients).
+    ``allowed_origins``: origins (``"https://app.example.com"``) besides the
+    server's own whose pages may ``POST`` here (see ``_origin.py``).
     ``serve_page``: serve the live run page at the router's root.
     """
     if not isinstance(runtime, SubagentRuntime):
         raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
     check_callable("create_router", "owner_dependency", owner_dependency)
     check_int("create_router", "max_body_bytes", max_body_bytes, minimum=1)
+    check_number(
+        "create_router", "body_timeout_seconds", body_timeout_seconds, positive=True, finite=True
+    )
     check_number("create_router", "keepalive_seconds", keepalive_seconds, positive=True)
+    origins = check_allowed_origins(allowed_origins)
 
-    buffer = EventBuffer(runtime, capacity=event_buffer_size)
+    buffer = EventBuffer(runtime, capacity=event_buffer_size, max_bytes=event_buffer_bytes)
     # Subscribe now, so events of runs started before the first stream opens
     # can still be replayed; the app's lifespan stops (and restarts) it.
     buffer.start()
@@ -107,10 +130,24 @@ def create_router(
         finally:
             buffer.stop()
 
-    router = SubagentRouter(lifespan=lifespan)
+    # SafeJSONResponse: a stored string that UTF-8 cannot encode must not fail a listing.
+    router = SubagentRouter(lifespan=lifespan, default_response_class=SafeJSONResponse)
     # Annotated dependency/parameter types shared by the endpoints below.
     Owner = Annotated[str | None, Depends(owner_dependency)]
-    After = Annotated[int | None, Query(ge=0, description="resume after this event seq")]
+    # A string, checked by resume_point: a bad seq is a 400 like a bad Last-Event-ID.
+    After = Annotated[
+        str | None,
+        Query(
+            description="resume after this event seq",
+            json_schema_extra={"pattern": f"^[0-9]{{1,{MAX_SEQ_DIGITS}}}$"},
+        ),
+    ]
+    # Documents the id format; lookup() checks it (400, not FastAPI's 422).
+    TaskId = Annotated[
+        str, Path(json_schema_extra={"pattern": f"^{TASK_ID_RE.pattern}$"})
+    ]
+    # Every state-changing route takes it: no cross-site form posts.
+    cross_site_guard = [Depends(same_origin_guard(origins))]
     router.event_buffer = buffer
     router.runtime = runtime
 
@@ -130,7 +167,13 @@ def create_router(
 
     # -- tasks -----------------------------------------------------------------------
 
-    @router.get("/tasks", name="subagent_exec_list_tasks")
+    # response_model=None on the JSON routes: FastAPI would otherwise serialise
+    # the returned dict through pydantic, which fails on a lone surrogate
+    # before SafeJSONResponse sees it; the schema is documented by `responses`.
+    @router.get(
+        "/tasks", name="subagent_exec_list_tasks", response_model=None,
+        responses={200: {"model": schema.TaskListAnswer}, 400: schema.BAD_ID},
+    )
     async def list_tasks(
         owner: Owner,
         status: Annotated[
@@ -155,8 +198,13 @@ def create_router(
         ]
         return {"tasks": tasks, "last_seq": last_seq, "server_time": time.time()}
 
-    @router.get("/tasks/{task_id}", name="subagent_exec_get_task")
-    async def get_task(task_id: str, owner: Owner) -> dict[str, Any]:
+    @router.get(
+        "/tasks/{task_id}", name="subagent_exec_get_task", response_model=None,
+        responses={
+            200: {"model": schema.TaskDetailAnswer}, 400: schema.BAD_ID, 404: schema.NOT_FOUND,
+        },
+    )
+    async def get_task(task_id: TaskId, owner: Owner) -> dict[str, Any]:
         """One task: status, timings, parent and children, reason, error, result,
         and its AI messages so far (the list leaves those out: they can be long)."""
         holder = lookup(task_id, owner)
@@ -165,14 +213,27 @@ def create_router(
         data["ai_messages"] = list(holder.ai_messages)
         return data
 
-    @router.post("/tasks/{task_id}/stop", status_code=202, name="subagent_exec_stop_task")
+    @router.post(
+        "/tasks/{task_id}/stop", status_code=202, name="subagent_exec_stop_task",
+        response_model=None,
+        dependencies=cross_site_guard,
+        responses={
+            202: {"model": schema.StopAccepted}, **schema.WRITE_ERRORS, 404: schema.NOT_FOUND,
+            409: {"model": schema.StopConflict, "description": "the task had already ended"},
+        },
+        openapi_extra=schema.json_body(
+            {"reason": {"type": "string", "maxLength": MAX_REASON_CHARS}}
+        ),
+    )
     async def stop_task(
-        task_id: str, request: Request, owner: Owner
+        task_id: TaskId, request: Request, owner: Owner
     ) -> Any:
         """Stop a task and its whole subtree. 202 with the status right now
         (``stopping`` while it unwinds); 409 if it had already ended."""
         holder = lookup(task_id, owner)
-        body = await read_json_object(request, max_body_bytes, allowed={"reason"})
+        body = await read_json_object(
+            request, max_body_bytes, allowed={"reason"}, timeout=body_timeout_seconds
+        )
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
             raise HTTPException(
@@ -181,7 +242,7 @@ def create_router(
         who = f" by {owner}" if owner is not None else ""
         stopped = runtime.request_cancel(task_id, reason or f"stopped over HTTP{who}")
         if not stopped:
-            return JSONResponse(
+            return SafeJSONResponse(
                 {"detail": f"task {task_id!r} has already ended", "status": holder.status.value},
                 status_code=409,
             )
@@ -193,7 +254,10 @@ def create_router(
 
     # -- event streams -------------------------------------------------------------
 
-    @router.get("/events", name="subagent_exec_events", response_class=EventStreamResponse)
+    @router.get(
+        "/events", name="subagent_exec_events", response_class=EventStreamResponse,
+        status_code=200, responses={200: schema.EVENT_STREAM, 400: schema.BAD_ID},
+    )
     async def events(
         request: Request,
         owner: Owner,
@@ -219,10 +283,11 @@ def create_router(
 
     @router.get(
         "/tasks/{task_id}/events", name="subagent_exec_task_events",
-        response_class=EventStreamResponse,
+        response_class=EventStreamResponse, status_code=200,
+        responses={200: schema.EVENT_STREAM, 400: schema.BAD_ID, 404: schema.NOT_FOUND},
     )
     async def task_events(
-        task_id: str,
+        task_id: TaskId,
         request: Request,
         owner: Owner,
         after: After = None,
@@ -245,12 +310,25 @@ def create_router(
     if start_run is not None:
         run_starter = start_run
 
-        @router.post("/runs", status_code=202, name="subagent_exec_start_run")
+        @router.post(
+            "/runs", status_code=202, name="subagent_exec_start_run", response_model=None,
+            dependencies=cross_site_guard,
+            responses={
+                202: {"model": schema.RunStarted}, **schema.WRITE_ERRORS,
+                503: schema.error("the runtime is full or shut down"),
+            },
+            openapi_extra=schema.json_body(
+                {"prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS,
+                            "pattern": r"\S"}}
+            ),
+        )
         async def start_run_endpoint(
             request: Request, owner: Owner
         ) -> dict[str, Any]:
             """Start a lead agent run in the background; answers with its root task id."""
-            body = await read_json_object(request, max_body_bytes, allowed={"prompt"})
+            body = await read_json_object(
+                request, max_body_bytes, allowed={"prompt"}, timeout=body_timeout_seconds
+            )
             prompt = body.get("prompt", DEFAULT_PROMPT)
             if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
                 raise HTTPException(
@@ -290,7 +368,7 @@ def create_router(
             )
             return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
 
-        @router.get("/ui-assets/{name}", name="subagent_exec_asset")
+        @router.get("/ui-assets/{name}", name="subagent_exec_asset", include_in_schema=False)
         async def asset(name: str) -> Response:
             if name not in assets:
                 raise HTTPException(404, f"no asset {name!r}")
@@ -316,113 +394,3 @@ def checked_owner(owner: object) -> str | None:
 
 def visible(holder: SubagentResult | None, owner: str | None) -> bool:
     return holder is not None and holder.owner == owner
-
-
-def check_task_id(value: str, what: str) -> None:
-    if not TASK_ID_RE.fullmatch(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise HTTPException(
-            400, f"invalid {what} {shown!r}: use 1-128 characters from A-Z a-z 0-9 . _ : -"
-        )
-
-
-def parse_statuses(values: list[str] | None) -> set[SubagentStatus] | None:
-    if not values:
-        return None
-    allowed = {s.value: s for s in SubagentStatus}
-    wanted: set[SubagentStatus] = set()
-    for part in ",".join(values).split(","):
-        name = part.strip().lower()
-        if name not in allowed:
-            raise HTTPException(
-                400, f"unknown status {part.strip()!r}; use one of: {', '.join(allowed)}"
-            )
-        wanted.add(allowed[name])
-    return wanted
-
-
-def resume_point(request: Request, after: int | None) -> int | None:
-    """Where a stream resumes: the ``Last-Event-ID`` header of an EventSource
-    reconnect wins over ``?after=`` (the seq of the snapshot the page started from)."""
-    header = request.headers.get("last-event-id")
-    if header is None or not header.strip():
-        return after
-    if not header.strip().isdigit():
-        raise HTTPException(400, "Last-Event-ID must be a non-negative integer (an event seq)")
-    return int(header.strip())
-
-
-async def read_json_object(
-    request: Request, max_bytes: int, *, allowed: set[str]
-) -> dict[str, Any]:
-    """The request body as a JSON object ({} when empty), read with a size cap."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise HTTPException(400, "Content-Length must be a non-negative integer")
-        if int(declared) > max_bytes:
-            raise HTTPException(413, f"request body larger than {max_bytes} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > max_bytes:
-            raise HTTPException(413, f"request body larger than {max_bytes} bytes")
-    if not raw.strip():
-        return {}
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise HTTPException(415, "send the request body as application/json")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise HTTPException(400, "request body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise HTTPException(
-            400, f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
-            f"{', '.join(sorted(allowed))}",
-        )
-    return body
-
-
-class Subtree:
-    """Which events belong to a task's subtree, and whether it has all ended.
-
-    Members start as the tree known at connect time and grow from events:
-    a task whose parent is a member is a member (a parent's ``created`` event
-    always precedes its children's, the ring being in seq order).
-    """
-
-    def __init__(self, runtime: SubagentRuntime, root_id: str, owner: str | None) -> None:
-        self._runtime = runtime
-        self._owner = owner
-        self.members: set[str] = set()
-        stack = [root_id]
-        while stack:
-            task_id = stack.pop()
-            if task_id in self.members:
-                continue
-            self.members.add(task_id)
-            holder = runtime.get(task_id)
-            if holder is not None:
-                stack.extend(holder.children)
-
-    def wants(self, item: BufferedEvent) -> bool:
-        if item.owner != self._owner:
-            return False
-        if item.task_id in self.members:
-            return True
-        if item.parent_id is not None and item.parent_id in self.members:
-            self.members.add(item.task_id)
-            return True
-        return False
-
-    def finished(self) -> bool:
-        """Every member has ended (a cleaned-up member counts as ended)."""
-        for task_id in self.members:
-            holder = self._runtime.get(task_id)
-            if holder is not None and not holder.is_terminal:
-                return False
-        return True

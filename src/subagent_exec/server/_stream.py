@@ -1,7 +1,11 @@
 """The event buffer behind the Server-Sent Events endpoints.
 
 One :class:`EventBuffer` per router subscribes to the runtime once and keeps
-the latest ``capacity`` events in a ring, each rendered to its SSE frame once.
+the latest events in a ring bounded by count (``capacity``) and by bytes
+(``max_bytes``), each rendered to its SSE frame once. A frame carries no string
+longer than ``EVENT_TEXT_CHARS`` (longer ones are cut, marked, and listed in
+the event's ``truncated``; ``GET /tasks/{id}`` has the full values), so a task
+with a 2 MB prompt costs the ring kilobytes, not megabytes.
 Every connected stream is a :class:`StreamClient` that remembers only the seq
 it has sent last and reads the ring from there, so:
 
@@ -20,7 +24,6 @@ events costs one loop callback, not one per event).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import uuid
@@ -35,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 from .._checks import check_int
 from .._events import TaskEvent
 from .._runtime import SubagentRuntime
+from ._json import dumps, truncate_strings
 
 logger = logging.getLogger("subagent_exec.server")
 
@@ -51,26 +55,50 @@ class BufferedEvent:
     frame: bytes
 
 
-#: Longest text an event carries in its ``outcome`` (GET /tasks/{id} has it all).
-OUTCOME_TEXT_CHARS = 2000
-
-
-def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= OUTCOME_TEXT_CHARS:
-        return text
-    return text[:OUTCOME_TEXT_CHARS] + "…"
+#: Longest string an event carries (prompt, result, message text, ...); a
+#: longer one is cut and marked (GET /tasks/{id} has the full value).
+EVENT_TEXT_CHARS = 2000
+#: Largest frame of one event: one whose data is still bigger after cutting
+#: its strings (thousands of message blocks, say) goes out without its data.
+MAX_EVENT_FRAME_BYTES = 64 * 1024
+#: Default bound of the ring in bytes (frames plus a fixed cost per event).
+DEFAULT_EVENT_BUFFER_BYTES = 16 * 1024 * 1024
+#: What one buffered event costs besides its frame (the object, its ids).
+EVENT_OVERHEAD_BYTES = 256
 
 
 def sse_frame(data: object, *, event: str | None = None, event_id: int | None = None) -> bytes:
     """One Server-Sent Events frame. JSON never contains a raw newline, so the
-    data always fits on a single ``data:`` line."""
+    data always fits on a single ``data:`` line; a lone surrogate in a string
+    goes out as U+FFFD (see ``_json.py``)."""
     lines = []
     if event_id is not None:
         lines.append(f"id: {event_id}")
     if event is not None:
         lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":"), default=str))
-    return ("\n".join(lines) + "\n\n").encode()
+    lines.append("data: " + dumps(data))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def task_event_frame(payload: dict[str, object], seq: int) -> bytes:
+    """The frame of one task event, within :data:`EVENT_TEXT_CHARS` per string
+    and :data:`MAX_EVENT_FRAME_BYTES` in all. What was cut is listed in
+    ``truncated``: a path such as ``data.task`` or ``outcome.result`` mapped to
+    the full length in characters (``data`` alone: the data was left out)."""
+    truncated: dict[str, int] = {}
+    bounded = {
+        key: truncate_strings(value, EVENT_TEXT_CHARS, key, truncated)
+        for key, value in payload.items()
+    }
+    if truncated:
+        bounded["truncated"] = truncated
+    frame = sse_frame(bounded, event="task", event_id=seq)
+    if len(frame) > MAX_EVENT_FRAME_BYTES:
+        truncated = {"data": len(dumps(payload.get("data")))}
+        bounded["data"] = {}
+        bounded["truncated"] = truncated
+        frame = sse_frame(bounded, event="task", event_id=seq)
+    return frame
 
 
 class StreamClient:
@@ -116,14 +144,24 @@ class StreamClient:
 
 class EventBuffer:
     """A bounded, seq-ordered ring of the runtime's task events, shared by all
-    stream clients of one router."""
+    stream clients of one router: at most ``capacity`` events and ``max_bytes``
+    bytes (frames plus ``EVENT_OVERHEAD_BYTES`` each; ``size_bytes`` says what
+    it holds), the oldest dropped first."""
 
-    def __init__(self, runtime: SubagentRuntime, capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        runtime: SubagentRuntime,
+        capacity: int = 10_000,
+        max_bytes: int = DEFAULT_EVENT_BUFFER_BYTES,
+    ) -> None:
         check_int("EventBuffer", "capacity", capacity, minimum=1)
+        check_int("EventBuffer", "max_bytes", max_bytes, minimum=1)
         self.runtime = runtime
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._ring: deque[BufferedEvent] = deque()
+        self._bytes = 0
         self._last_seq = 0
         # The highest seq that left the ring: a client behind it missed events.
         self._dropped_through = 0
@@ -170,9 +208,9 @@ class EventBuffer:
             holder = self.runtime.get(event.task_id)
             if holder is not None:
                 payload["outcome"] = {
-                    "result": _clip(holder.result),
-                    "error": _clip(holder.error),
-                    "cancel_reason": _clip(holder.cancel_reason),
+                    "result": holder.result,
+                    "error": holder.error,
+                    "cancel_reason": holder.cancel_reason,
                     "stop_reason": holder.stop_reason,
                 }
         item = BufferedEvent(
@@ -181,13 +219,20 @@ class EventBuffer:
             parent_id=event.parent_id,
             owner=event.owner,
             is_terminal=event.is_terminal,
-            frame=sse_frame(payload, event="task", event_id=event.seq),
+            frame=task_event_frame(payload, event.seq),
         )
         with self._lock:
             self._ring.append(item)
+            self._bytes += _cost(item)
             self._last_seq = item.seq
-            while len(self._ring) > self.capacity:
-                self._dropped_through = self._ring.popleft().seq
+            # Both bounds, oldest first; a lone event bigger than max_bytes is
+            # dropped too (a client that needed it is told with a reset).
+            while self._ring and (
+                len(self._ring) > self.capacity or self._bytes > self.max_bytes
+            ):
+                dropped = self._ring.popleft()
+                self._bytes -= _cost(dropped)
+                self._dropped_through = dropped.seq
             clients = list(self._clients)
         for client in clients:
             client.wake()
@@ -199,6 +244,13 @@ class EventBuffer:
         """The seq of the newest buffered event (0 before the first one)."""
         with self._lock:
             return self._last_seq
+
+    @property
+    def size_bytes(self) -> int:
+        """What the buffered events cost now: their frames plus
+        ``EVENT_OVERHEAD_BYTES`` each; never more than ``max_bytes``."""
+        with self._lock:
+            return self._bytes
 
     @property
     def client_count(self) -> int:
@@ -231,6 +283,10 @@ class EventBuffer:
             gap = seq < self._dropped_through
         newer.reverse()
         return newer, gap
+
+
+def _cost(item: BufferedEvent) -> int:
+    return len(item.frame) + EVENT_OVERHEAD_BYTES
 
 
 RESET_REASON_OVERFLOW = "events were lost: this stream fell behind the server's event buffer"

@@ -169,7 +169,7 @@ def _turn_index(messages: Sequence[BaseMessage]) -> int:
     return sum(1 for message in messages if isinstance(message, AIMessage))
 
 
-def _finalize(reply: str | AIMessage) -> AIMessage:
+def finalize_reply(reply: str | AIMessage) -> AIMessage:
     """Return a private copy of ``reply`` with a unique message id and tool-call ids."""
     if isinstance(reply, str):
         return AIMessage(content=reply, id=_new_message_id())
@@ -416,7 +416,7 @@ class ScriptedChatModel(BaseChatModel):
 
         reply = raw(list(messages)) if callable(raw) else raw
         latency = self.latency_by_key.get(key, self.latency) if key is not None else self.latency
-        return _finalize(reply), latency
+        return finalize_reply(reply), latency
 
     def _record(
         self,
