@@ -10,17 +10,12 @@ multi-node side (spread over nodes, node loss) is in tests/ray_cluster/.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import functools
 import itertools
 import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +33,6 @@ from subagent_exec import (
 )
 
 from .helpers import graph_of, terminal, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # -- what the sub-agents run (module level: importable by a Ray worker) ----------
 
@@ -258,26 +251,3 @@ def test_pool_arguments_are_checked(
     with pytest.raises(error, match=expected.replace("(", r"\(").replace(")", r"\)")):
         RayWorkerPool(**kwargs)
 
-
-# -- the example of docs/ray.md ----------------------------------------------------
-
-
-def test_the_placement_example_of_the_docs_runs(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """As a reader pastes it, in a fresh interpreter with its own local Ray
-    (session files in a temp dir of pytest's, not /tmp/ray)."""
-    text = (ROOT / "docs" / "ray.md").read_text(encoding="utf-8")
-    found = re.search(r"<!-- placement-example:[^>]*-->\s*```python\n(.*?)```", text, re.DOTALL)
-    assert found, "the placement example of docs/ray.md is gone"
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_TMPDIR": str(tmp_path_factory.mktemp("db")),  # short: Ray's socket paths
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", found.group(1)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    by_node, nodes_used = done.stdout.strip().splitlines()[-2:]
-    assert list(ast.literal_eval(by_node).values()) == [1]  # one actor on the one node
-    assert nodes_used == "1"
