@@ -259,6 +259,30 @@ def test_losing_a_node_mid_run(
     print(f"\nnode loss: FAILED after {failed_after:.1f} s, new tasks done {recovered_after:.1f} s")
 
 
+def test_losing_a_node_whose_actor_cannot_be_replaced_anywhere(
+    ray_cluster: Any, worker_node: Any, pools: Any, make_runtime: Any
+) -> None:
+    """Actors of one CPU on one-CPU nodes: the lost actor's replacement cannot
+    be placed (the surviving node's CPU is taken). It is never used: new tasks
+    go to the ready actor and complete; none is left RUNNING on it."""
+    head = ray_cluster.head.node_id
+    pool = pools(actors=2, actor_options={"num_cpus": 1})
+    pool.ready(timeout=60.0)
+    assert pool.actors_by_node() == {head: 1, worker_node.node_id: 1}
+    rt = make_runtime(max_workers=8, backend=RayBackend(pool=pool))
+    short = _executor(rt, 0.0, "short")
+    ray_cluster.kill(worker_node)
+    fresh = [_start(short, f"after {i}") for i in range(4)]  # half to the lost actor first
+    for holder in fresh:
+        terminal(holder, timeout=RECOVERY_BOUND)
+        assert holder.status is SubagentStatus.COMPLETED, holder.error
+        assert holder.result == head
+    stats = rt.stats()
+    assert stats["ray_actors"] == 2 and stats["ray_actors_ready"] == 1  # one waits for a CPU
+    assert stats["ray_resent_runs_total"] >= 1
+    assert pool.actors_by_node() == {head: 1}
+
+
 def test_a_pool_refuses_work_once_ray_is_reconnected_elsewhere(
     ray_cluster: Any, pools: Any
 ) -> None:
