@@ -8,14 +8,14 @@ process id: the whole process tree of that node, never with ``ray stop``
 (which would stop every Ray of the machine). A watchdog process kills the
 nodes if the process that started them dies without stopping them.
 
-Ray replaces 127.0.0.1 by the machine's routable address in what it reports;
-every port still listens on this machine only as long as it is not exposed.
-``psutil`` is needed (the ``test`` extra has it).
+Ray reports the machine's routable address instead of 127.0.0.1, and its
+servers listen on every interface (as with any ``ray start``): use it on a
+machine whose ports are not exposed. ``psutil`` is needed (the ``test``
+extra has it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -227,9 +227,6 @@ class LocalRayCluster:
             self._watchdog.wait(timeout)
         if self._own_temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def describe(self) -> str:
-        return json.dumps({n.name: n.node_id for n in self.nodes})
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
