@@ -136,8 +136,9 @@ class SubagentWorker:
         """Run one sub-agent; yields its AI messages and calls, then its ending.
 
         The first item, STARTED, leaves before the run is even unpickled: a
-        driver that lost this actor without having received it knows that
-        none of the run's code ran here, and sends the run elsewhere.
+        driver that lost this actor without having received it knows that the
+        run did not start here, and sends it elsewhere (the one gap, an item
+        lost in flight as the node dies, is in docs/ray.md, "Losing a node").
         """
         yield (STARTED, None, None)
         outbox: asyncio.Queue[StreamItem | None] = asyncio.Queue()
