@@ -567,11 +567,12 @@ def test_ray_a_submission_ray_refuses_fails_the_task_and_frees_the_slot(
     pool = ray_rt.backend.pool  # type: ignore[attr-defined]
     real_acquire = pool.acquire
 
-    def acquire() -> tuple[int, Any]:
+    def acquire() -> Any:
         if broken == "acquire":
             raise RuntimeError("Ray is gone")
-        index, _actor = real_acquire()
-        return index, _RefusingActor()
+        member = real_acquire()
+        monkeypatch.setattr(member, "actor", _RefusingActor())  # put back after the test
+        return member
 
     in_flight = pool.stats()["ray_runs_in_flight"]
     monkeypatch.setattr(pool, "acquire", acquire)
@@ -651,7 +652,7 @@ def test_ray_cancel_is_the_second_line_for_a_run_that_swallows_our_stop(
     make_runtime: Callable[..., SubagentRuntime], lone_pool: Any
 ) -> None:
     from subagent_exec import RayBackend
-    from subagent_exec._backends.ray.driver import SECOND_LINE_SECONDS
+    from subagent_exec._backends.ray.dispatch import SECOND_LINE_SECONDS
 
     rt = make_runtime(
         max_workers=2, cleanup_timeout_seconds=8.0, backend=RayBackend(pool=lone_pool)

@@ -1,5 +1,5 @@
 """The scenarios of issue 4, in the order the issue lists them, then the Ray
-backend's (issue 6).
+backend's (issue 6) and the Ray backend on a two-node cluster (issue 19).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -18,6 +18,7 @@ from . import (
     isolation,
     memory,
     ray_backend,
+    ray_cluster,
     scale,
     stop_pending,
     stop_running,
@@ -49,5 +50,6 @@ SCENARIOS: list[Scenario] = [
         scale,
         memory,
         ray_backend,
+        ray_cluster,
     )
 ]

@@ -27,6 +27,8 @@ import asyncio
 import functools
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -113,7 +115,9 @@ def run(options: Options) -> ScenarioResult:
     started_ray = not ray.is_initialized()
     began = time.perf_counter()
     if started_ray:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # Session files in a short temp dir of our own (not /tmp/ray), removed after.
+        ray_dir = tempfile.mkdtemp(prefix="sx-bench-ray-")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir)
     pool = RayWorkerPool(actors=2)
     pool.ready(timeout=120.0)
     result.params["ray_start_and_warm_up_s"] = round(time.perf_counter() - began, 2)
@@ -140,6 +144,7 @@ def run(options: Options) -> ScenarioResult:
         pool.kill()
         if started_ray:
             ray.shutdown()
+            shutil.rmtree(ray_dir, ignore_errors=True)
     return result
 
 

@@ -9,12 +9,17 @@ Design and numbers: docs/ray.md.
 
 Modules, by where their code runs:
 
-* ``driver.py``: :class:`RayBackend`, on one driver-side event loop thread.
-* ``pool.py``: :class:`RayWorkerPool`, the actors (driver side).
+* ``driver.py``: :class:`RayBackend`, the Backend protocol and the driver loop.
+* ``dispatch.py`` (with ``runs.py``): what happens to tasks on that loop:
+  placing, submitting, streaming, stopping, sending again, ending.
+* ``pool.py``: :class:`RayWorkerPool`, the actors (driver side); ``nodes.py``
+  what it knows of Ray's nodes; ``supervisor.py`` its watching thread.
 * ``worker.py``: :class:`SubagentWorker`, the actor (worker side).
 * ``delegation.py``: tools that must run on the driver (the ``task`` tool),
   called from a worker through the run's stream.
 * ``payload.py``: what travels to a worker, and checking that it can.
+* ``local_cluster.py``: a real multi-node cluster on this machine (tests,
+  benchmarks); imported only by them.
 """
 
 try:

@@ -1,10 +1,10 @@
-""":class:`RayBackend`, the driver side: submits runs to the actors, consumes
-their streams, holds the deadline timers and sends the stops.
+""":class:`RayBackend`, the driver side: the Backend protocol, connecting to
+Ray, and the driver loop (one asyncio loop on one daemon thread per backend;
+no thread per task) on which dispatch.py does everything else.
 
-All of it runs on one asyncio loop on one daemon thread per backend (no
-thread per task). ``start`` and ``interrupt`` only post to that loop, so a
-stop can never overtake the submission of the run it stops; the per-run state
-(``_runs``) is touched on that loop only.
+``start`` and ``interrupt`` only post to that loop, so a stop can never
+overtake the submission of the run it stops; the per-task state is touched on
+that loop only.
 """
 
 from __future__ import annotations
@@ -12,48 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 
 from ..._checks import check_int
-from ..._contract import (
-    BackendSettings,
-    RunEnding,
-    RunFunction,
-    TaskTicket,
-    remaining,
-)
-from ..._errors import describe
-from ..._status import SubagentStatus
-from .delegation import CALL, CALL_CANCELLED, serve_call
+from ..._contract import BackendSettings, RunFunction, TaskTicket, remaining
+from .dispatch import Dispatcher
 from .payload import PreparedRun, prepare_run
 from .pool import RayWorkerPool
-from .worker import AI_MESSAGE, END
 
 logger = logging.getLogger("subagent_exec")
 
-#: After our own stop, how long before ``ray.cancel`` is sent as a second line.
-SECOND_LINE_SECONDS = 1.0
-
-
-@dataclass
-class _RemoteRun:
-    """One run submitted to Ray, seen from the driver loop."""
-
-    actor_index: int
-    actor: Any
-    gen: Any  # ray.ObjectRefGenerator
-    consumer: asyncio.Task[None] | None = None
-    deadline: asyncio.TimerHandle | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    stop_sent: bool = False
-    ended: bool = False
-    #: The worker's calls of driver-side tools being served, by request id.
-    calls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 class RayBackend:
@@ -117,18 +88,20 @@ class RayBackend:
         # Created in bind(): a backend that never gets bound leaves no loop behind.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        # Invariant: the fields below are used on the driver loop only.
-        self._runs: dict[str, _RemoteRun] = {}
-        self._abandoned_total = 0
-        self._submitted_total = 0
-        #: Stops waiting to be sent, per actor (flushed once per loop iteration).
-        self._stop_batches: dict[int, tuple[Any, list[tuple[str, str, float]]]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def pool(self) -> RayWorkerPool:
         if self._pool is None:
             raise RuntimeError("RayBackend is not bound to a SubagentRuntime yet")
         return self._pool
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            raise RuntimeError("RayBackend is not bound to a SubagentRuntime yet")
+        return self._dispatcher
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -147,6 +120,8 @@ class RayBackend:
             size = self._actors if self._actors is not None else min(settings.max_workers, 4)
             self._pool = RayWorkerPool(actors=size)
         loop = self._loop = asyncio.new_event_loop()
+        self._dispatcher = Dispatcher(self._pool, loop)
+        self._unsubscribe = self._pool.subscribe(self._on_pool_change)
         self._thread = threading.Thread(
             target=self._run_loop, args=(loop,), name=f"{settings.runtime_name}-ray-driver",
             daemon=True,
@@ -157,11 +132,11 @@ class RayBackend:
         return prepare_run(run, subagent_name=subagent_name)
 
     def start(self, ticket: TaskTicket) -> None:
-        self.loop.call_soon_threadsafe(self._launch, ticket)
+        self.loop.call_soon_threadsafe(self.dispatcher.launch, ticket)
 
     def interrupt(self, ticket: TaskTicket) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._stop, ticket)
+            self.loop.call_soon_threadsafe(self.dispatcher.stop, ticket)
         except RuntimeError:
             pass  # the driver loop is closed: every run is over
 
@@ -186,10 +161,18 @@ class RayBackend:
 
     def stats(self) -> dict[str, int]:
         pool_stats = self._pool.stats() if self._pool is not None else {}
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return pool_stats
+        # Counters written on the driver loop, read here without a lock: each
+        # is one int, read once (a stale value by a moment at worst).
         return {
             **pool_stats,
-            "ray_submitted_total": self._submitted_total,
-            "ray_abandoned_runs_total": self._abandoned_total,
+            "ray_submitted_total": dispatcher.submitted_total,
+            "ray_abandoned_runs_total": dispatcher.abandoned_total,
+            "ray_placement_waiting": dispatcher.waiting,
+            "ray_resent_runs_total": dispatcher.resent_total,
+            "ray_placement_failures_total": dispatcher.placement_failures_total,
         }
 
     @staticmethod
@@ -219,208 +202,22 @@ class RayBackend:
                 "or RayBackend(start_local=True, num_cpus=N) to start a local Ray"
             )
 
-    # -- on the driver loop ------------------------------------------------------------------
-
-    def _launch(self, ticket: TaskTicket) -> None:
-        if not ticket.begin():
-            ticket.release()  # stopped while queued: never submitted
+    def _on_pool_change(self) -> None:
+        """An actor became ready, or the pool can no longer serve (pool's thread)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
             return
         try:
-            index, actor = self.pool.acquire()
-        except Exception as exc:  # e.g. Ray went away
-            ticket.finish(RunEnding(SubagentStatus.FAILED, error=describe(exc)))
-            ticket.release()
-            return
-        holder = ticket.holder
-        meta = {
-            "subagent_name": holder.subagent_name,
-            "task": holder.task,
-            "trace_id": holder.trace_id,
-            "parent_id": holder.parent_id,
-            "depth": holder.depth,
-            "owner": holder.owner,
-        }
-        prepared: PreparedRun = ticket.payload
-        try:
-            gen = actor.run.options(num_returns="streaming").remote(
-                ticket.task_id, meta, prepared.payload
-            )
-        except Exception as exc:  # Ray refused the submission: the task must still end
-            ticket.finish(RunEnding(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}"))
-            self.pool.release(index)
-            ticket.release()
-            return
-        self._submitted_total += 1
-        run = self._runs[ticket.task_id] = _RemoteRun(actor_index=index, actor=actor, gen=gen)
-        loop = self.loop
-        run.deadline = loop.call_later(ticket.timeout_seconds, self._on_deadline, ticket, run)
-        run.consumer = loop.create_task(self._consume(ticket, run))
-        if ticket.cancel_event.is_set():
-            self._stop(ticket)  # latched between begin() and here
-
-    async def _consume(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        ending: RunEnding | None = None
-        try:
-            async for ref in run.gen:
-                kind, value, extra = await ref
-                if kind == AI_MESSAGE:
-                    ticket.record_ai_message(value, extra)
-                elif kind == CALL:
-                    self._serve(ticket, run, value, extra)
-                elif kind == CALL_CANCELLED:
-                    call = run.calls.get(value)
-                    if call is not None:
-                        call.cancel()
-                elif kind == END:
-                    ending = value
-            if ending is None:
-                ending = RunEnding(
-                    SubagentStatus.FAILED,
-                    error="RuntimeError: the Ray worker's stream ended without an outcome",
-                )
-        except asyncio.CancelledError:
-            # Only the cleanup timeout (or closing the backend) cancels us: the
-            # run is abandoned and the status is written by whoever cancelled.
-            ending = RunEnding.cleanup_timeout()
-        except (TaskCancelledError, RayTaskError) as exc:
-            ending = _task_error_ending(exc, ticket)
-        except RayActorError as exc:
-            self.pool.replace(run.actor_index, run.actor)
-            ending = RunEnding(
-                SubagentStatus.FAILED,
-                error=(
-                    "RayActorError: the Ray worker running this sub-agent died before it "
-                    f"finished ({_first_line(exc)})"
-                ),
-            )
-        except Exception as exc:  # ObjectLostError, WorkerCrashedError, ...
-            ending = RunEnding(SubagentStatus.FAILED, error=f"Ray error: {describe(exc)}")
-        finally:
-            self._end(ticket, run, ending or RunEnding.cleanup_timeout())
-
-    def _end(self, ticket: TaskTicket, run: _RemoteRun, ending: RunEnding) -> None:
-        if run.ended:
-            return
-        run.ended = True
-        if run.deadline is not None:
-            run.deadline.cancel()
-        for timer in run.timers:
-            timer.cancel()
-        for call in list(run.calls.values()):
-            call.cancel()  # the caller is gone: stop its children (bounded wait)
-        ticket.finish(ending)
-        if self._runs.get(ticket.task_id) is run:
-            del self._runs[ticket.task_id]
-        self.pool.release(run.actor_index)
-        ticket.release()
-
-    def _serve(
-        self, ticket: TaskTicket, run: _RemoteRun, request_id: str, request: dict[str, Any]
-    ) -> None:
-        """Serve a worker's call of a driver-side tool, here, as if the call came
-        from inside the calling sub-agent (its scope is the ticket's context)."""
-        prepared: PreparedRun = ticket.payload
-        tool = prepared.driver_tools.get(request["tool_name"])
-        run.calls[request_id] = self.loop.create_task(
-            self._answer(ticket, run, request_id, serve_call(tool, request)),
-            context=ticket.context.copy(),
-        )
-
-    async def _answer(
-        self, ticket: TaskTicket, run: _RemoteRun, request_id: str, serving: Any
-    ) -> None:
-        try:
-            reply = await serving
-        except asyncio.CancelledError:
-            return  # the worker's call was cancelled (or the caller ended): nobody waits
-        finally:
-            run.calls.pop(request_id, None)
-        try:
-            run.actor.deliver.remote(ticket.task_id, request_id, reply)
-        except Exception:  # the actor is gone: its stream will say so
-            logger.debug("%s could not deliver a tool result", ticket.log_prefix)
-
-    def _on_deadline(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if not run.ended:
-            ticket.time_out()
-
-    def _stop(self, ticket: TaskTicket) -> None:
-        run = self._runs.get(ticket.task_id)
-        if run is None or run.ended or run.stop_sent:
-            return  # not launched yet (it checks cancel_event), over, or already stopping
-        run.stop_sent = True
-        grace = ticket.cancel_grace_seconds
-        item = (ticket.task_id, ticket.cancel_reason or "stopped", grace)
-        batch = self._stop_batches.get(id(run.actor))
-        if batch is None:
-            self._stop_batches[id(run.actor)] = (run.actor, [item])
-            # After the interrupts already queued on this loop (a whole tree's).
-            self.loop.call_soon(self._flush_stops)
-        else:
-            batch[1].append(item)
-        run.timers.append(
-            self.loop.call_later(grace + SECOND_LINE_SECONDS, self._second_line, ticket, run)
-        )
-        run.timers.append(
-            self.loop.call_later(grace + ticket.cleanup_timeout_seconds, self._abandon, ticket, run)
-        )
-
-    def _flush_stops(self) -> None:
-        batches, self._stop_batches = self._stop_batches, {}
-        for actor, stops in batches.values():
-            try:
-                actor.stop.remote(stops)
-            except Exception:  # the actor is gone: the runs' streams will say so
-                logger.debug("stop of %d run(s) could not reach their Ray actor", len(stops))
-
-    def _second_line(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if run.ended:
-            return
-        logger.info("%s still running on Ray after the stop; ray.cancel", ticket.log_prefix)
-        try:
-            ray.cancel(run.gen, recursive=True)
-        except Exception:
-            logger.debug("%s ray.cancel failed", ticket.log_prefix, exc_info=True)
-
-    def _abandon(self, ticket: TaskTicket, run: _RemoteRun) -> None:
-        if run.ended:
-            return
-        logger.warning(
-            "%s did not unwind on Ray within %.1fs of the stop; abandoning it",
-            ticket.log_prefix,
-            ticket.cleanup_timeout_seconds,
-        )
-        self._abandoned_total += 1
-        self._end(ticket, run, RunEnding.cleanup_timeout())
-        if run.consumer is not None:
-            run.consumer.cancel()
+            self.loop.call_soon_threadsafe(dispatcher.place_waiting)
+        except RuntimeError:
+            pass  # the driver loop is closed
 
     async def _close(self, settle: float) -> None:
         """Let the runs still unwinding finish (bounded), then let the workers go."""
-        consumers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if consumers:
-            await asyncio.wait(consumers, timeout=settle)
-        for task in consumers:
-            task.cancel()
+        if self._dispatcher is not None:
+            await self._dispatcher.close(settle)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._owns_pool and self._pool is not None:
             self._pool.kill()
         self.loop.call_soon(self.loop.stop)
-
-
-def _task_error_ending(exc: Exception, ticket: TaskTicket) -> RunEnding:
-    cause = exc.cause if isinstance(exc, RayTaskError) else exc
-    if isinstance(exc, TaskCancelledError) or isinstance(cause, TaskCancelledError):
-        if ticket.cancel_event.is_set():
-            return RunEnding(SubagentStatus.CANCELLED)
-        return RunEnding(
-            SubagentStatus.FAILED,
-            error="TaskCancelledError: the Ray task was cancelled outside subagent-exec",
-        )
-    if isinstance(cause, BaseException) and cause is not exc:
-        return RunEnding(SubagentStatus.FAILED, error=describe(cause))
-    return RunEnding(SubagentStatus.FAILED, error=f"Ray error: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

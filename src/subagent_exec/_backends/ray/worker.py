@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray import cloudpickle
 
 from ..._context import TaskScope, current_scope
@@ -22,7 +24,9 @@ from .delegation import Channel, current_channel
 #: How long an actor keeps a stop whose run it has not seen (see SubagentWorker).
 EARLY_STOP_TTL_SECONDS = 300.0
 
-#: Stream items: ("ai", record, message_id), ("call", ...), ("end", RunEnding, None).
+#: Stream items: ("started", None, None) first, then ("ai", record, message_id),
+#: ("call", ...), and last ("end", RunEnding, None).
+STARTED = "started"
 AI_MESSAGE = "ai"
 END = "end"
 
@@ -115,13 +119,28 @@ class SubagentWorker:
         #: EARLY_STOP_TTL_SECONDS.
         self._early_stops: dict[str, tuple[str, float, float]] = {}
 
-    async def ready(self) -> bool:
-        return True
+    async def ready(self) -> dict[str, Any]:
+        """Returns once the engine is imported: where this actor lives."""
+        context = ray.get_runtime_context()
+        return {"node_id": context.get_node_id(), "pid": os.getpid()}
+
+    async def lifeline(self) -> None:
+        """Never returns. The pool keeps one call of it pending per actor, so
+        the actor's loss (its process, its node, or the way to it) is known at
+        once, whether or not the actor has runs."""
+        await asyncio.Event().wait()
 
     async def run(
         self, task_id: str, meta: Mapping[str, Any], payload: bytes
     ) -> AsyncIterator[StreamItem]:
-        """Run one sub-agent; yields its AI messages and calls, then its ending."""
+        """Run one sub-agent; yields its AI messages and calls, then its ending.
+
+        The first item, STARTED, leaves before the run is even unpickled: a
+        driver that lost this actor without having received it knows that the
+        run did not start here, and sends it elsewhere (the one gap, an item
+        lost in flight as the node dies, is in docs/ray.md, "Losing a node").
+        """
+        yield (STARTED, None, None)
         outbox: asyncio.Queue[StreamItem | None] = asyncio.Queue()
         handle = WorkerRunHandle(task_id, meta, outbox)
         try:
