@@ -210,10 +210,13 @@ def test_page_shows_the_tree_live_and_stop_turns_every_chip_cancelled(
     assert stop.text == "Stopping…" and not stop.is_enabled()
     # The stop reaches the whole tree: every sub-agent says so while unwinding
     # (the runtime's grace period keeps this state on screen).
+    # Under load a chip may already have gone on to "cancelled" by the time the
+    # last one shows "stopping"; the observer below checks each went through it.
     wait_for(
-        lambda: all(s == "stopping" for s, _ in chips(browser).values()), "every chip stopping"
+        lambda: all(s in ("stopping", "cancelled") for s, _ in chips(browser).values()),
+        "every chip stopping (or already cancelled)",
     )
-    buttons = browser.find_elements(By.CSS_SELECTOR, "button.stop")
+    buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, "button.stop") if b.is_displayed()]
     assert all(b.text == "Stopping…" and not b.is_enabled() for b in buttons)
     screenshot(browser, "server-page-stopping.png")
 
