@@ -22,7 +22,7 @@ CURVES = (
     ("stop_pending", "stop latency, queued task", "PENDING sub-agent"),
     ("stop_running", "stop latency, in a model call", "RUNNING, in a model call"),
     ("stop_running", "stop latency, in a tool call", "RUNNING, in a tool call"),
-    ("stop_tree", "stop latency, to the last", "tree of 31, last terminal"),
+    ("stop_tree", "1+5+25: stop, to the last", "tree of 31, last terminal"),
     ("stop_running", "baseline", "baseline: flag checked between chunks"),
 )
 

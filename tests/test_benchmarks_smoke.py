@@ -38,7 +38,9 @@ def _run_benchmarks(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_quick_run_writes_a_complete_json_report(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    done = _run_benchmarks("--quick", "--only", "stop_pending,stop_tree", "--output", str(output))
+    done = _run_benchmarks(
+        "--quick", "--only", "stop_pending,stop_tree,views,start_many", "--output", str(output)
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(output.read_text(encoding="utf-8"))
 
@@ -47,7 +49,7 @@ def test_quick_run_writes_a_complete_json_report(tmp_path: Path) -> None:
     machine = report["machine"]
     for key in ("cpu_count", "python", "platform", "cpu_model", "versions"):
         assert machine[key], key
-    assert list(report["scenarios"]) == ["stop_pending", "stop_tree"]
+    assert list(report["scenarios"]) == ["stop_pending", "stop_tree", "views", "start_many"]
     assert report["gc_freeze"] is True
     for scenario in report["scenarios"].values():
         assert scenario["error"] is None
@@ -59,9 +61,22 @@ def test_quick_run_writes_a_complete_json_report(tmp_path: Path) -> None:
             if "samples" in figure:
                 assert figure["n"] == len(figure["samples"]) > 0
                 assert figure["min"] <= figure["p50"] <= figure["p99"] <= figure["max"]
+    # Every run reports its floors next to the figures they bound (issue 13).
+    names = {
+        key: [f["name"] for f in scenario["figures"]]
+        for key, scenario in report["scenarios"].items()
+    }
+    for shape in ("1+5+25", "1+10+100", "chain of 10"):
+        assert f"{shape}: tree stop / floor (medians)" in names["stop_tree"]
+    for n in (8, 64, 256):
+        assert f"{n} at once: sub-agents / floor (medians)" in names["start_many"]
+    assert "execute() of a trivial sub-agent, no reader (baseline)" in names["views"]
+    assert "execute() of a trivial sub-agent, while stats() loops" in names["views"]
+    for scenario in report["scenarios"].values():
+        assert len(scenario["load_average"]) == 2
     # The table printed to stdout names every scenario run.
     assert "2. stop a PENDING sub-agent" in done.stdout
-    assert "3. stop a tree of 1+5+25" in done.stdout
+    assert "3. stop a tree (1+5+25, 1+10+100, chain of 10)" in done.stdout
 
 
 def test_unknown_scenario_is_refused_by_name() -> None:

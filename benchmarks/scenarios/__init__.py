@@ -1,5 +1,6 @@
 """The scenarios of issue 4, in the order the issue lists them, then the Ray
-backend's (issue 6) and the Ray backend on a two-node cluster (issue 19).
+backend's (issue 6), the Ray backend on a two-node cluster (issue 19), and the
+registry views and many starts (issue 13).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -20,9 +21,11 @@ from . import (
     ray_backend,
     ray_cluster,
     scale,
+    start_many,
     stop_pending,
     stop_running,
     stop_tree,
+    views,
 )
 
 
@@ -51,5 +54,7 @@ SCENARIOS: list[Scenario] = [
         memory,
         ray_backend,
         ray_cluster,
+        views,
+        start_many,
     )
 ]
