@@ -7,7 +7,9 @@ no executor at all, measured in the same run as the executor.
   other, and ends when the last task's done-callback has written its
   "status" (a counter under a ``threading.Lock``). A tree stop of ``n``
   sub-agents on ``n`` loops cannot be faster than this: the same wake-ups,
-  the same GIL hand-offs, no registry, no LangGraph.
+  the same GIL hand-offs, no registry, no LangGraph. With ``parked=`` a
+  LangGraph graph parked inside its node (``graph_parked``) takes the bare
+  task's place: what LangGraph's own unwind adds, still with no executor.
 * :class:`LoopThread` is the *dispatch floor*: one persistent loop in one
   worker thread, given coroutines from another thread with
   ``run_coroutine_threadsafe`` (the cheapest way to run async work on a
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -34,6 +36,38 @@ from .core import wait_event
 T = TypeVar("T")
 
 PARK_SECONDS = 3600.0
+
+#: Given the callback to call once parked, the coroutine to park on one loop.
+Parker = Callable[[Callable[[], None]], Coroutine[Any, Any, Any]]
+
+
+async def bare_parked(parked: Callable[[], None]) -> None:
+    parked()
+    await asyncio.sleep(PARK_SECONDS)
+
+
+def graph_parked() -> Parker:
+    """A one-node LangGraph graph streamed as the executor streams it
+    (``stream_mode="values"``), its node parked in a long await."""
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    async def park(parked: Callable[[], None]) -> None:
+        async def work(state: MessagesState) -> dict[str, Any]:
+            parked()
+            await asyncio.sleep(PARK_SECONDS)
+            return {"messages": [AIMessage(content="done")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("work", work)
+        builder.add_edge(START, "work")
+        builder.add_edge("work", END)
+        graph = builder.compile()
+        stream = graph.astream({"messages": [HumanMessage(content="park")]}, stream_mode="values")
+        async for _chunk in stream:
+            pass
+
+    return park
 
 
 class LoopThread:
@@ -64,8 +98,9 @@ class LoopThread:
 class LoopThreads:
     """The thread floor of a stop: ``n`` loops in ``n`` threads, one parked task each."""
 
-    def __init__(self, n: int, name: str = "bench-floor") -> None:
+    def __init__(self, n: int, name: str = "bench-floor", parked: Parker = bare_parked) -> None:
         self.threads = [LoopThread(f"{name}-{i}") for i in range(n)]
+        self._parker = parked
         self._lock = threading.Lock()
         self._tasks: list[asyncio.Task[None] | None] = [None] * n
         self._parked = threading.Event()
@@ -85,9 +120,11 @@ class LoopThreads:
         wait_event(self._parked, timeout, "the floor's tasks to park")
 
     def _park_one(self, index: int, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(asyncio.sleep(PARK_SECONDS))
+        task = loop.create_task(self._parker(self._one_parked))
         task.add_done_callback(self._done)
         self._tasks[index] = task
+
+    def _one_parked(self) -> None:
         with self._lock:
             self._to_park -= 1
             if self._to_park == 0:

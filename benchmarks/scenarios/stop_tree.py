@@ -13,7 +13,10 @@ sub-agents, each with one task parked on its own empty loop, all cancelled
 with ``call_soon_threadsafe`` one after the other, until the last one is
 done. It is what the stop of that many loops costs on this machine at this
 moment with no registry and no LangGraph; the ratio tree / floor (medians)
-is the figure to compare across runs and machines.
+is the figure to compare across runs and machines. A second floor puts a
+LangGraph graph parked inside its node on each of those loops (streamed as
+the executor streams it): what LangGraph's own unwind adds, still with no
+executor, registry or events.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime, Sub
 
 from ..agents import EntryProbe, TreeAgent, tree_size
 from ..core import Figure, Options, ScenarioResult, Target, median, ms, wait_until
-from ..floors import LoopThreads
+from ..floors import LoopThreads, graph_parked
 
 NAME = "stop_tree"
 TITLE = "3. stop a tree (1+5+25, 1+10+100, chain of 10)"
@@ -75,9 +78,11 @@ def _one_shape(result: ScenarioResult, shape: Shape, trials: int) -> None:
     to_root: list[float] = []
     cpu: list[float] = []
     floor: list[float] = []
+    graph_floor: list[float] = []
     not_cancelled = 0
     agent = TreeAgent(EntryProbe(), fanout=shape.fanout, levels=shape.levels, hold_seconds=60.0)
     floor_threads = LoopThreads(size)
+    graph_threads = LoopThreads(size, name="bench-graph-floor", parked=graph_parked())
     # Every node of the tree runs at once, so the pool must hold all of them.
     runtime = SubagentRuntime(max_workers=size + 1, max_depth=shape.levels, name="bench-tree")
     try:
@@ -112,9 +117,12 @@ def _one_shape(result: ScenarioResult, shape: Shape, trials: int) -> None:
 
             floor_threads.park()
             floor.append(ms(floor_threads.stop()))
+            graph_threads.park()
+            graph_floor.append(ms(graph_threads.stop()))
     finally:
         runtime.shutdown(cancel=True, wait=True, timeout=60.0)
         floor_threads.close()
+        graph_threads.close()
 
     label = shape.label
     result.add(
@@ -141,6 +149,21 @@ def _one_shape(result: ScenarioResult, shape: Shape, trials: int) -> None:
             "ratio",
             value=median(to_last) / median(floor),
             target=Target("value", "<=", FLOOR_RATIO_TARGET),
+        )
+    )
+    result.add(
+        Figure(
+            f"{label}: LangGraph floor, {size} parked graphs on {size} loops",
+            "ms",
+            samples=graph_floor,
+            note="the floor with a LangGraph graph parked in its node on each loop",
+        )
+    )
+    result.add(
+        Figure(
+            f"{label}: tree stop / LangGraph floor (medians)",
+            "ratio",
+            value=median(to_last) / median(graph_floor),
         )
     )
     result.add(Figure(f"{label}: stop, to the root terminal", "ms", samples=to_root))
