@@ -23,6 +23,7 @@ from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableBinding
 
+from ._agents import agent_for_run
 from ._config import SubagentConfig
 from ._contract import RunHandle, RunOutcome
 from ._errors import MaxTurnsExceeded
@@ -177,14 +178,9 @@ class SubagentRun:
         elif config.graph_factory is not None:
             graph = config.graph_factory()  # type: ignore[call-arg]
         else:
-            from langchain.agents import create_agent
-
             model, close = resolve_model(config.model, self.parent_model, subagent=config.name)
-            graph = create_agent(
-                model,
-                tools=list(self.tools),
-                system_prompt=config.system_prompt,
-                middleware=list(self.middleware),
+            graph = agent_for_run(
+                model, self.tools, config.system_prompt, middleware=self.middleware
             )
         try:
             checkpoint.check()

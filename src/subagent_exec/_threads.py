@@ -57,6 +57,12 @@ class AbandoningExecutor(ThreadPoolExecutor):
         thread.start()
         return future
 
+    def rename(self, name: str) -> None:
+        """Name the threads of later calls ``<name>-sync-<n>`` (the executor
+        is reused by the next run on the same worker loop)."""
+        with self._live_lock:
+            self._name = name
+
     def live_threads(self) -> list[threading.Thread]:
         with self._live_lock:
             return [t for t in self._live if t.is_alive()]

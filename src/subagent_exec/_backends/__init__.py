@@ -9,7 +9,8 @@ Backends are loaded by name, so the core never imports what it does not use
 (``ray`` above all):
 
 * ``"thread"`` (``thread.py``): the default; each sub-agent on its own event
-  loop in a worker thread of this process.
+  loop in a worker thread of this process (a worker keeps its loop, tidied
+  between runs); ``"thread-fresh-loops"``: the same with a fresh loop per run.
 * ``"ray"`` (``ray/``): each sub-agent as an async actor method on a Ray cluster.
 """
 
@@ -22,6 +23,7 @@ from .._contract import Backend
 #: Backend names -> (module, class), imported on first use.
 BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
     "thread": ("subagent_exec._backends.thread", "ThreadBackend"),
+    "thread-fresh-loops": ("subagent_exec._backends.thread", "FreshLoopThreadBackend"),
     "ray": ("subagent_exec._backends.ray", "RayBackend"),
 }
 
@@ -32,8 +34,8 @@ def load_backend(backend: object) -> Backend:
     if isinstance(backend, str):
         if backend not in BUILTIN_BACKENDS:
             raise ValueError(
-                "SubagentRuntime.backend must be 'thread', 'ray' or a backend object "
-                f"(e.g. subagent_exec.RayBackend(...)), got {backend!r}"
+                "SubagentRuntime.backend must be 'thread', 'thread-fresh-loops', 'ray' or a "
+                f"backend object (e.g. subagent_exec.RayBackend(...)), got {backend!r}"
             )
         module_name, class_name = BUILTIN_BACKENDS[backend]
         made: Backend = getattr(importlib.import_module(module_name), class_name)()

@@ -1,10 +1,13 @@
 """The default backend: each sub-agent on its own event loop in a worker thread.
 
 A ``ThreadPoolExecutor`` with one thread per run that can hold a slot at once
-(``BackendSettings.max_concurrent_runs``). A run gets a fresh loop, so one
-blocking sub-agent never slows another one down; its sync calls run on an
-:class:`~subagent_exec._threads.AbandoningExecutor`, so a stuck sync tool
-never holds a worker after a stop.
+(``BackendSettings.max_concurrent_runs``). Each worker thread keeps one event
+loop and runs one sub-agent at a time on it, so one blocking sub-agent never
+slows another one down; between two runs the loop is tidied, or replaced,
+so that nothing of one run survives into the next (``_loops.py``;
+``"thread-fresh-loops"`` makes a fresh loop for every run instead). Sync
+calls run on an :class:`~subagent_exec._threads.AbandoningExecutor`, so a
+stuck sync tool never holds a worker after a stop.
 
 Interrupting: ``interrupt`` asks the run's own loop, via
 ``call_soon_threadsafe``, to cancel the run's asyncio task after
@@ -13,7 +16,7 @@ for its ``finally:`` blocks before it is abandoned and its status written
 anyway. The deadline is a ``call_later`` timer on the run's loop.
 
 Abandoning: a run whose cleanup outlives its limit gets its status written
-(``CleanupTimeout``) and its loop is closed like ``asyncio.run`` closes one:
+(``CleanupTimeout``) and its loop is tidied like ``asyncio.run`` closes one:
 what is still pending is cancelled once more and given a second to unwind.
 Tasks that swallow even that are kept, never destroyed (destroying them
 would print "Task was destroyed but it is pending" or "coroutine ignored
@@ -34,14 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._contract import BackendSettings, RunEnding, RunFunction, RunOutcome, TaskTicket, remaining
+from .._loops import LEFTOVER_SECONDS, WorkerLoop
 from .._status import SubagentStatus
-from .._threads import AbandoningExecutor
 
 logger = logging.getLogger("subagent_exec")
 
-
-#: How long a finished run's leftover tasks get to unwind when its loop closes.
-LEFTOVER_SECONDS = 1.0
 
 
 @dataclass
@@ -52,6 +52,8 @@ class _LoopRun:
     inner: asyncio.Task[RunOutcome]
     abandon: asyncio.Future[Any]
     interrupted: bool = False  # touched only on the run's own loop
+    #: The timer that bounds an interrupted run's cleanup (cancelled at its end).
+    cleanup_timer: asyncio.TimerHandle | None = None
     #: The run was abandoned (cleanup limit or shutdown deadline passed).
     abandoned: bool = False
     #: How long its leftovers get when its loop closes (none at a shutdown deadline).
@@ -62,16 +64,21 @@ class ThreadBackend:
     """Runs each sub-agent on its own event loop in a pool thread (the default)."""
 
     name = "thread"
+    #: Whether a worker thread keeps its event loop from one run to the next.
+    reuse_loops = True
 
     def __init__(self) -> None:
         self._settings: BackendSettings | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
         self._lock = threading.Lock()
         # Invariant: the fields below are read and written under self._lock.
         self._runs: dict[str, _LoopRun] = {}
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_total = 0
         self._abandoned_runs = 0
+        self._workers: list[WorkerLoop] = []
+        self._closing = False
 
     def bind(self, settings: BackendSettings) -> None:
         if self._settings is not None:
@@ -102,12 +109,14 @@ class ThreadBackend:
     def shutdown(self, *, wait: bool, deadline: float | None) -> bool:
         assert self._pool is not None
         self._pool.shutdown(wait=False)
+        self._close_worker_loops()
         if not wait:
             return True
         threads = list(getattr(self._pool, "_threads", ()))
         for thread in threads:
             thread.join(remaining(deadline))
         if not any(thread.is_alive() for thread in threads):
+            self._close_worker_loops()  # those whose last run ended meanwhile
             return True
         # The deadline passed with runs still unwinding: abandon them, so the
         # worker threads are let go at once (their statuses are written).
@@ -130,7 +139,27 @@ class ThreadBackend:
                 "abandoned_threads": len(self._abandoned),
                 "abandoned_threads_total": self._abandoned_total,
                 "abandoned_runs": self._abandoned_runs,
+                "worker_loops": sum(w.loops_made for w in self._workers),
             }
+
+    def _close_worker_loops(self) -> None:
+        """Close every worker's loop now, or (one running a run) once it is tidied."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers)
+        for worker in workers:
+            worker.close_if_idle()
+
+    def _worker_loop(self) -> WorkerLoop:
+        """This worker thread's loop keeper (made on its first run)."""
+        worker: WorkerLoop | None = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = self._local.worker = WorkerLoop(reuse=self.reuse_loops)
+            with self._lock:
+                self._workers.append(worker)
+                if self._closing:
+                    worker.close_if_idle()
+        return worker
 
     # -- on the run's own loop ------------------------------------------------------
 
@@ -148,7 +177,9 @@ class ThreadBackend:
             return
         run.interrupted = True
         run.inner.cancel(f"subagent stop: {ticket.cancel_reason}")
-        run.loop.call_later(ticket.cleanup_timeout_seconds, self._abandon_cleanup, ticket, run)
+        run.cleanup_timer = run.loop.call_later(
+            ticket.cleanup_timeout_seconds, self._abandon_cleanup, ticket, run
+        )
 
     def _abandon_cleanup(self, ticket: TaskTicket, run: _LoopRun) -> None:
         if not run.abandon.done():
@@ -174,27 +205,32 @@ class ThreadBackend:
     # -- the worker thread ----------------------------------------------------------
 
     def _work(self, ticket: TaskTicket) -> None:
-        """Runs in a pool thread: one fresh event loop for one run."""
+        """Runs in a pool thread: one run on this thread's event loop."""
         assert self._settings is not None
         try:
             if not ticket.begin():
                 return  # stopped while queued: never runs
-            loop = asyncio.new_event_loop()
-            sync_calls = AbandoningExecutor(
-                f"{self._settings.runtime_name}-{ticket.task_id[:8]}"
-            )
-            loop.set_default_executor(sync_calls)
-            asyncio.set_event_loop(loop)  # for libraries that call get_event_loop()
+            worker = self._worker_loop()
+            loop, sync_calls = worker.open(f"{self._settings.runtime_name}-{ticket.task_id[:8]}")
             run: _LoopRun | None = None
             try:
-                run = loop.run_until_complete(self._drive(ticket, sync_calls))
+                run = loop.run_until_complete(self._drive(ticket))
+                ending = _ending(run, ticket)
             except BaseException:  # never expected; the task must still end
                 logger.exception("%s driver crashed", ticket.log_prefix)
-                self._count_abandoned(ticket, sync_calls.live_threads())
-                ticket.finish(
-                    RunEnding(SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed")
+                ending = RunEnding(
+                    SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed"
                 )
-            kept = self._close_loop(loop, run, ticket)
+            # Counted before the terminal status is written, so whoever it wakes
+            # sees them in stats().
+            self._count_abandoned(ticket, sync_calls.live_threads())
+            ticket.finish(ending)  # terminal status and slot back, together
+            # After the status: a caller waiting for it does not wait for this.
+            kept = worker.tidy(
+                leftover_seconds=run.leftover_seconds if run is not None else LEFTOVER_SECONDS,
+                crashed=run is None,
+                log_prefix=ticket.log_prefix,
+            )
             if kept:
                 keep_forever(kept)
                 with self._lock:
@@ -204,7 +240,7 @@ class ThreadBackend:
                 self._runs.pop(ticket.task_id, None)
             ticket.release()  # a no-op after finish(); frees the slot otherwise
 
-    async def _drive(self, ticket: TaskTicket, sync_calls: AbandoningExecutor) -> _LoopRun:
+    async def _drive(self, ticket: TaskTicket) -> _LoopRun:
         loop = asyncio.get_running_loop()
         inner = loop.create_task(ticket.run(ticket), context=ticket.context.copy())
         run = _LoopRun(loop=loop, inner=inner, abandon=loop.create_future())
@@ -218,12 +254,8 @@ class ThreadBackend:
             await asyncio.wait([inner, run.abandon], return_when=asyncio.FIRST_COMPLETED)
         finally:
             deadline.cancel()
-        # Counted before the terminal status is written, so whoever it wakes
-        # sees them in stats().
-        self._count_abandoned(ticket, sync_calls.live_threads())
-        # Written while this loop still runs: its next select() hands the GIL
-        # to whoever the terminal status woke (measured: ~40 us sooner).
-        ticket.finish(_ending(run, ticket))  # terminal status and slot back, together
+            if run.cleanup_timer is not None:
+                run.cleanup_timer.cancel()
         return run
 
     def _count_abandoned(self, ticket: TaskTicket, threads: list[threading.Thread]) -> None:
@@ -235,32 +267,6 @@ class ThreadBackend:
         with self._lock:
             self._abandoned.update(threads)
             self._abandoned_total += len(threads)
-
-    def _close_loop(
-        self, loop: asyncio.AbstractEventLoop, run: _LoopRun | None, ticket: TaskTicket
-    ) -> list[asyncio.Task[Any]]:
-        """Like asyncio.run's teardown, but bounded, without waiting for the
-        default executor (its sync calls are abandoned, see _threads.py), and
-        without destroying what was abandoned. Returns the tasks to keep."""
-        kept: list[asyncio.Task[Any]] = []
-        try:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            if pending:
-                # As asyncio.run does; for an abandoned run this comes after
-                # its cleanup limit, so it never cuts a cleanup short.
-                for task in pending:
-                    task.cancel()
-                leftover = run.leftover_seconds if run is not None else LEFTOVER_SECONDS
-                loop.run_until_complete(asyncio.wait(pending, timeout=leftover))
-                kept = [t for t in pending if not t.done()]  # they swallow cancels
-            if not kept and _has_unfinished_asyncgens(loop):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-        except Exception:
-            logger.exception("%s error while closing the sub-agent loop", ticket.log_prefix)
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-        return kept
 
 
 def keep_forever(tasks: list[asyncio.Task[Any]]) -> None:
@@ -283,16 +289,11 @@ def _ending(run: _LoopRun, ticket: TaskTicket) -> RunEnding:
     return RunEnding.cleanup_timeout()
 
 
-def _has_unfinished_asyncgens(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``shutdown_asyncgens`` would have anything to close.
+class FreshLoopThreadBackend(ThreadBackend):
+    """``backend="thread-fresh-loops"``: a fresh event loop for every run,
+    closed after it (the behaviour before worker loops were reused). For code
+    that relies on its loop being closed once its run is over, at ~0.1 ms of
+    CPU more per run (docs/performance.md)."""
 
-    Usually nothing: a finished or cancelled run leaves at most the graph's
-    ``astream`` generator behind, already finished. Running the loop once more
-    just to learn that costs ~0.1 ms of GIL-holding work per sub-agent, which a
-    whole tree stopped at once pays serially (benchmarks/, scenario stop_tree).
-    ``_asyncgens`` is a BaseEventLoop detail; any other loop gets the full path.
-    """
-    tracked = getattr(loop, "_asyncgens", None)
-    if tracked is None:
-        return True
-    return any(gen.ag_frame is not None for gen in list(tracked))
+    name = "thread-fresh-loops"
+    reuse_loops = False
