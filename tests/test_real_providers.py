@@ -216,15 +216,19 @@ def test_cancel_mid_stream_then_the_next_run_completes(
     ids=str,
 )
 def test_control_the_trap_is_real(
-    provider: Provider, server: ProviderServer, runtime5: SubagentRuntime
+    provider: Provider, server: ProviderServer, make_runtime: Callable[..., SubagentRuntime]
 ) -> None:
     """Without its binder (a pass-through one registered), a shared instance fails on
-    the second run's loop: what the matrix above would hit without the binders."""
+    the second run's loop: what the matrix above would hit without the binders.
+    (Runs in a row land on one reused worker loop by default; a fresh loop per
+    run makes the trap show on every later run. Overlapping runs on reused
+    loops: tests/test_worker_loops.py.)"""
+    runtime = make_runtime(max_workers=5, backend="thread-fresh-loops")
     options = {} if provider.name == "ollama" else {"max_retries": 0}  # let failures show
     shared = provider.make(server, "test-model", False, **options)
     register_model_binder(type(shared), lambda model: (model, None))
     try:
-        executor = SubagentExecutor(SubagentConfig(name="trap", model=shared), runtime=runtime5)
+        executor = SubagentExecutor(SubagentConfig(name="trap", model=shared), runtime=runtime)
         holders = [executor.execute(f"q{i}", timeout=30) for i in range(4)]
     finally:
         register_model_binder(type(shared), None)

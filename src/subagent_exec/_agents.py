@@ -17,9 +17,9 @@ model, and its HTTP client, inside its own loop (``_models.py``).
 Compiled graphs hold no per-run state (no checkpointer), so one serves any
 number of runs at once, on any loop. The middleware objects were already
 shared by every run of an executor before (each run compiled an agent with
-the same instances); now they are shared by one compiled agent. Should ``create_agent`` ever touch the
-model while compiling, the stand-in raises and the agent is compiled per run,
-with the run's model, as before.
+the same instances); now they are shared by one compiled agent. Should
+``create_agent`` ever touch the model while compiling, the stand-in raises
+and the agent is compiled per run, with the run's model, as before.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 and forgotten, once finished, by the runtime's retention rules
 (``retain_max``, ``retain_ttl_seconds``). Unfinished tasks are never forgotten.
 
+Views of it (counts by status, tasks by status or by parent) come from
+indexes kept with every transition (``_views.py``): none scans what is
+retained.
+
 The tree that stops follow is an index of its own, not ``holder.children``
 (which records history): when a finished task is forgotten while some of its
 descendants still run, its children are re-attached to its nearest registered
@@ -24,6 +28,7 @@ from ._events import EventHub, TaskEvent
 from ._result import SubagentResult
 from ._status import SubagentStatus
 from ._tasks import RegisteredTask, TaskSettings
+from ._views import RegistryViews
 
 
 class Registry:
@@ -41,6 +46,8 @@ class Registry:
         # The tree stops follow: registered children by parent, and back.
         self._children: dict[str, list[str]] = {}
         self._parent: dict[str, str] = {}
+        #: Counts by status, tasks by status and by parent, kept with each change.
+        self.views = RegistryViews()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -54,6 +61,12 @@ class Registry:
 
     def get(self, task_id: str) -> RegisteredTask | None:
         return self._tasks.get(task_id)
+
+    def status_changed(self, task_id: str) -> None:
+        """A registered task's status was just written (its event hook calls this)."""
+        entry = self._tasks.get(task_id)
+        if entry is not None:
+            self.views.changed(entry)
 
     def register(
         self,
@@ -76,6 +89,7 @@ class Registry:
             settings=settings,
         )
         self._tasks[entry.task_id] = entry
+        self.views.added(entry)
         self.submitted_total += 1
         self.unfinished += 1
         if parent is not None:
@@ -108,9 +122,9 @@ class Registry:
 
     def stop_thread(self, thread_id: str, reason: str) -> list[RegisteredTask]:
         """Latch CANCELLED on every unfinished task of a lead agent's thread and
-        on its subtree; returns those latched (a scan: threads are not indexed)."""
+        on its subtree; returns those latched (the thread's tasks from the index)."""
         stopped: list[RegisteredTask] = []
-        for entry in [e for e in self._tasks.values() if e.holder.thread_id == thread_id]:
+        for entry in self.views.of_thread(thread_id):
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
                 stopped.append(entry)
             stopped += self.stop_descendants(entry, f"was cancelled: {reason}")
@@ -142,6 +156,7 @@ class Registry:
         entry = self._tasks.pop(task_id, None)
         if entry is None:
             return
+        self.views.removed(entry)
         entry.drop_references()
         # Re-attach its children (if any still exist) to its own parent.
         parent_id = self._parent.pop(task_id, None)

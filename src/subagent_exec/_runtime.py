@@ -210,13 +210,9 @@ class SubagentRuntime:
         wanted = status_filter(status)
         with self._lock:
             self._tasks.forget_expired()
-            return [
-                e.holder
-                for e in self._tasks
-                if (parent_id is None or e.holder.parent_id == parent_id)
-                and (thread_id is None or e.holder.thread_id == thread_id)
-                and (wanted is None or e.holder.status in wanted)
-            ]
+            # From the indexes (_views.py): proportional to the answer.
+            found = self._tasks.views.select(parent_id, wanted, thread_id=thread_id)
+            return [e.holder for e in (self._tasks if found is None else found)]
 
     def cleanup(self, task_id: str) -> bool:
         """Forget a terminal task. False if unknown or not terminal yet."""
@@ -248,11 +244,8 @@ class SubagentRuntime:
         """Counts for monitoring: tasks by status, slots, and the backend's own
         counters (thread backend: live and abandoned threads)."""
         with self._lock:
-            by_status = {s.value: 0 for s in SubagentStatus}
-            for entry in self._tasks:
-                by_status[entry.holder.status.value] += 1
             return {
-                **by_status,
+                **self._tasks.views.counts(),  # kept with the transitions: O(1)
                 "registered": len(self._tasks),
                 "submitted_total": self._tasks.submitted_total,
                 "active": self._slots.active,
@@ -466,6 +459,8 @@ class SubagentRuntime:
 
     def _on_holder_event(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
         # Runs under the lock, inside the holder's transition.
+        if kind == "started" or kind in TERMINAL_EVENT_KINDS:
+            self._tasks.status_changed(holder.task_id)  # before anything reads a view
         if kind == "cancel_requested":
             entry = self._tasks.get(holder.task_id)
             if entry is not None:
@@ -509,7 +504,7 @@ class SubagentRuntime:
             check_number("shutdown", "timeout", timeout, positive=False, finite=True)
         with self._lock:
             self._closed = True
-            unfinished = [e.holder for e in self._tasks if not e.holder.is_terminal]
+            unfinished = [e.holder for e in self._tasks.views.unfinished()]
             # Without cancel and wait, queued tasks still need the backend:
             # the last terminal transition shuts it down (_on_holder_event).
             defer_backend = not cancel and not wait and self._tasks.unfinished > 0
