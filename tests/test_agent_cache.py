@@ -14,8 +14,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.tools import tool
 
-from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime, SubagentStatus
-from subagent_exec import _agents
+from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime, SubagentStatus, _agents
 from subagent_exec.testing import ScriptedChatModel, tool_call
 
 from .helpers import SETTLE
