@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +51,13 @@ class _LoopRun:
 
     loop: asyncio.AbstractEventLoop
     inner: asyncio.Task[RunOutcome]
-    abandon: asyncio.Future[Any]
     interrupted: bool = False  # touched only on the run's own loop
+    #: The loop has returned from this run (later callbacks for it do nothing).
+    ended: bool = False
     #: The timer that bounds an interrupted run's cleanup (cancelled at its end).
     cleanup_timer: asyncio.TimerHandle | None = None
+    #: The run's deadline timer (cancelled at its end).
+    deadline: asyncio.TimerHandle | None = None
     #: The run was abandoned (cleanup limit or shutdown deadline passed).
     abandoned: bool = False
     #: How long its leftovers get when its loop closes (none at a shutdown deadline).
@@ -182,7 +186,7 @@ class ThreadBackend:
         )
 
     def _abandon_cleanup(self, ticket: TaskTicket, run: _LoopRun) -> None:
-        if not run.abandon.done():
+        if not run.ended and not run.inner.done():
             logger.warning(
                 "%s cleanup did not finish within %.1fs; abandoning it",
                 ticket.log_prefix,
@@ -192,10 +196,11 @@ class ThreadBackend:
 
     @staticmethod
     def _abandon_now(run: _LoopRun, leftover_seconds: float = LEFTOVER_SECONDS) -> None:
+        if run.ended:
+            return  # a late call: this run is over, another may be on the loop
         run.abandoned = True
         run.leftover_seconds = min(run.leftover_seconds, leftover_seconds)
-        if not run.abandon.done():
-            run.abandon.set_result(None)
+        run.loop.stop()  # the run returns from run_forever() with its task pending
 
     def _on_deadline(self, ticket: TaskTicket, run: _LoopRun) -> None:
         if run.inner.done():
@@ -213,14 +218,26 @@ class ThreadBackend:
             worker = self._worker_loop()
             loop, sync_calls = worker.open(f"{self._settings.runtime_name}-{ticket.task_id[:8]}")
             run: _LoopRun | None = None
+            crashed = False
             try:
-                run = loop.run_until_complete(self._drive(ticket))
+                run = self._begin_run(ticket, loop)
+                loop.run_forever()  # until the run's task is done or it is abandoned
+                run.ended = True
+                if not run.inner.done() and not run.abandoned:
+                    raise RuntimeError("the event loop was stopped during the run")
                 ending = _ending(run, ticket)
             except BaseException:  # never expected; the task must still end
                 logger.exception("%s driver crashed", ticket.log_prefix)
+                crashed = True
                 ending = RunEnding(
                     SubagentStatus.FAILED, error="RuntimeError: subagent driver crashed"
                 )
+            finally:
+                if run is not None:
+                    run.ended = True
+                    for timer in (run.deadline, run.cleanup_timer):
+                        if timer is not None:
+                            timer.cancel()
             # Counted before the terminal status is written, so whoever it wakes
             # sees them in stats().
             self._count_abandoned(ticket, sync_calls.live_threads())
@@ -228,7 +245,7 @@ class ThreadBackend:
             # After the status: a caller waiting for it does not wait for this.
             kept = worker.tidy(
                 leftover_seconds=run.leftover_seconds if run is not None else LEFTOVER_SECONDS,
-                crashed=run is None,
+                crashed=crashed,
                 log_prefix=ticket.log_prefix,
             )
             if kept:
@@ -240,22 +257,22 @@ class ThreadBackend:
                 self._runs.pop(ticket.task_id, None)
             ticket.release()  # a no-op after finish(); frees the slot otherwise
 
-    async def _drive(self, ticket: TaskTicket) -> _LoopRun:
-        loop = asyncio.get_running_loop()
+    def _begin_run(self, ticket: TaskTicket, loop: asyncio.AbstractEventLoop) -> _LoopRun:
+        """Start the run's task on ``loop`` (not running yet) and arm its deadline.
+
+        The loop runs until the task's own done-callback stops it: no driver
+        coroutine, no ``asyncio.wait``, so a run that ends (a stopped tree:
+        every one of its runs) takes as few loop iterations as possible.
+        """
         inner = loop.create_task(ticket.run(ticket), context=ticket.context.copy())
-        run = _LoopRun(loop=loop, inner=inner, abandon=loop.create_future())
+        run = _LoopRun(loop=loop, inner=inner)
+        inner.add_done_callback(functools.partial(_stop_after, run))
         with self._lock:
             self._runs[ticket.task_id] = run
         if ticket.cancel_event.is_set():
             # Cancelled before its first step, the coroutine body never runs.
             self._interrupt(ticket, run)
-        deadline = loop.call_later(ticket.timeout_seconds, self._on_deadline, ticket, run)
-        try:
-            await asyncio.wait([inner, run.abandon], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            deadline.cancel()
-            if run.cleanup_timer is not None:
-                run.cleanup_timer.cancel()
+        run.deadline = loop.call_later(ticket.timeout_seconds, self._on_deadline, ticket, run)
         return run
 
     def _count_abandoned(self, ticket: TaskTicket, threads: list[threading.Thread]) -> None:
@@ -281,6 +298,11 @@ def keep_forever(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task._log_destroy_pending = False  # type: ignore[attr-defined]
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(task))
+
+
+def _stop_after(run: _LoopRun, task: asyncio.Task[RunOutcome]) -> None:
+    if not run.ended:  # not during the tidying of leftovers, after the run
+        run.loop.stop()
 
 
 def _ending(run: _LoopRun, ticket: TaskTicket) -> RunEnding:
