@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
 import threading
 from typing import Any
 
@@ -49,9 +50,41 @@ LEFTOVER_SECONDS = 1.0
 ASYNCGEN_CLOSE_SECONDS = 1.0
 
 
+#: How many polls in a row a worker loop may skip while callbacks are ready.
+SKIPPED_POLLS_MAX = 16
+
+
+class LazySelector(selectors.DefaultSelector):
+    """The default selector, but a poll without waiting (``timeout=0``: asyncio
+    has callbacks ready to run) is skipped up to :data:`SKIPPED_POLLS_MAX`
+    times in a row.
+
+    Why: each poll is a system call that releases the GIL, so each iteration of
+    a busy loop hands the GIL to another thread that wants it. When many
+    sub-agents start or unwind at once (a tree stopped, 256 started), every
+    one of them passes through ~20 iterations, and the hand-offs add to the
+    work (docs/performance.md). Work posted from other threads is not delayed
+    (``call_soon_threadsafe`` queues it directly); I/O readiness is seen at
+    the latest after ``SKIPPED_POLLS_MAX`` busy iterations, and at once
+    whenever the loop has nothing ready and would wait.
+    """
+
+    _skipped = 0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is not None and timeout <= 0 and self._skipped < SKIPPED_POLLS_MAX:
+            self._skipped += 1
+            return []
+        self._skipped = 0
+        return super().select(timeout)
+
+
 class WorkerLoop:
     """The event loop of one worker thread (used only by that thread, except
     :meth:`close_if_idle`, which a shutting-down backend calls)."""
+
+    #: Worker loops skip polls while busy (:class:`LazySelector`).
+    lazy_polls = True
 
     def __init__(self, *, reuse: bool) -> None:
         self.reuse = reuse
@@ -146,7 +179,13 @@ class WorkerLoop:
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         self._drop_loop()
-        loop = asyncio.new_event_loop()
+        if self.lazy_polls and type(asyncio.get_event_loop_policy()) is (
+            asyncio.DefaultEventLoopPolicy
+        ):
+            # (A custom policy, e.g. uvloop's, makes its own loops.)
+            loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop(LazySelector())
+        else:
+            loop = asyncio.new_event_loop()
         self._loop = loop
         self._debug = loop.get_debug()
         self._slow_callback_duration = loop.slow_callback_duration
