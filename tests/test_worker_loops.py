@@ -408,3 +408,60 @@ def test_a_client_cached_across_runs_fails_clearly_when_runs_overlap(
             "ModelBindingError: ToyChatModel made a call with an HTTP client bound to another "
             "event loop"
         ), holder.error
+
+
+def test_a_busy_worker_loop_still_sees_io_within_a_bounded_number_of_iterations(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    """Worker loops skip polls while callbacks are ready (``LazySelector``), at
+    most ``SKIPPED_POLLS_MAX`` in a row: a loop kept busy forever by a spinning
+    task still sees data arrive on a socket, within a bounded number of
+    iterations of the spinner (unbounded skipping would never see it)."""
+    runtime = one_worker(make_runtime)
+    seen = LoopSeen()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+
+        async def reader_next_to_a_spinner(state: MessagesState) -> dict[str, Any]:
+            loop = asyncio.get_running_loop()
+            seen.loops.append(loop)
+            spins = 0
+            arrived = asyncio.Event()
+            spins_at_arrival: list[int] = []
+
+            def readable() -> None:
+                spins_at_arrival.append(spins)
+                loop.remove_reader(left.fileno())
+                arrived.set()
+
+            async def spin() -> None:
+                nonlocal spins
+                while True:  # always ready: the loop never waits, it only polls
+                    spins += 1
+                    await asyncio.sleep(0)
+
+            loop.add_reader(left.fileno(), readable)  # registered before the data
+            spinner = loop.create_task(spin())
+            await asyncio.sleep(0.01)
+            sent = threading.Event()
+            spins_at_send: list[int] = []
+
+            def send() -> None:
+                right.send(b"ping")
+                sent.set()
+
+            loop.call_soon(lambda: spins_at_send.append(spins))
+            threading.Thread(target=send).start()
+            await asyncio.wait_for(arrived.wait(), SETTLE)
+            spinner.cancel()
+            seen.notes.append(spins_at_arrival[0] >= spins_at_send[0])
+            assert sent.is_set()
+            return answer()
+
+        assert run_node(runtime, reader_next_to_a_spinner).status is SubagentStatus.COMPLETED
+        assert type(seen.loops[0]._selector).__name__ == "LazySelector"  # type: ignore[attr-defined]
+        assert seen.notes == [True]  # seen while the spinner kept the loop busy
+    finally:
+        left.close()
+        right.close()
