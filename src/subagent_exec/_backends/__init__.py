@@ -34,8 +34,9 @@ def load_backend(backend: object) -> Backend:
     if isinstance(backend, str):
         if backend not in BUILTIN_BACKENDS:
             raise ValueError(
-                "SubagentRuntime.backend must be 'thread', 'thread-fresh-loops', 'ray' or a "
-                f"backend object (e.g. subagent_exec.RayBackend(...)), got {backend!r}"
+                "SubagentRuntime.backend must be 'thread', 'ray' or a backend object "
+                "(e.g. subagent_exec.RayBackend(...)), or 'thread-fresh-loops' (a fresh event "
+                f"loop per run), got {backend!r}"
             )
         module_name, class_name = BUILTIN_BACKENDS[backend]
         made: Backend = getattr(importlib.import_module(module_name), class_name)()
