@@ -82,6 +82,10 @@ def test_fresh_loop_backend_gives_every_run_its_own_loop(
     for _ in range(3):
         assert run_node(runtime, seen.node).status is SubagentStatus.COMPLETED
     assert len({id(loop) for loop in seen.loops}) == 3
+    # Closed once the run's status is written (the last one an instant later).
+    deadline = time.monotonic() + SETTLE
+    while not all(loop.is_closed() for loop in seen.loops) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert all(loop.is_closed() for loop in seen.loops)
     assert runtime.stats()["worker_loops"] == 3
 
