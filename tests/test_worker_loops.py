@@ -448,24 +448,62 @@ def test_a_busy_worker_loop_still_sees_io_within_a_bounded_number_of_iterations(
             loop.add_reader(left.fileno(), readable)  # registered before the data
             spinner = loop.create_task(spin())
             await asyncio.sleep(0.01)
-            sent = threading.Event()
             spins_at_send: list[int] = []
-
-            def send() -> None:
-                right.send(b"ping")
-                sent.set()
-
             loop.call_soon(lambda: spins_at_send.append(spins))
-            threading.Thread(target=send).start()
+            threading.Thread(target=right.send, args=(b"ping",)).start()
             await asyncio.wait_for(arrived.wait(), SETTLE)
             spinner.cancel()
             seen.notes.append(spins_at_arrival[0] >= spins_at_send[0])
-            assert sent.is_set()
             return answer()
 
-        assert run_node(runtime, reader_next_to_a_spinner).status is SubagentStatus.COMPLETED
+        ran = run_node(runtime, reader_next_to_a_spinner)
+        assert ran.status is SubagentStatus.COMPLETED, ran.error
         assert type(seen.loops[0]._selector).__name__ == "LazySelector"  # type: ignore[attr-defined]
         assert seen.notes == [True]  # seen while the spinner kept the loop busy
     finally:
         left.close()
         right.close()
+
+
+def test_a_sync_call_that_returned_is_never_counted_as_abandoned(
+    make_runtime: Callable[..., SubagentRuntime],
+) -> None:
+    """A run that ends on the result of a sync call: that call's thread is
+    done, even if it has not exited yet, so it is not abandoned and the
+    loop is kept (``_threads.py`` lets go of it before handing the result)."""
+    runtime = one_worker(make_runtime)
+    seen = LoopSeen()
+
+    async def sync_then_end(state: MessagesState) -> dict[str, Any]:
+        seen.loops.append(asyncio.get_running_loop())
+        await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2, 3])
+        return answer()
+
+    for _ in range(30):
+        assert run_node(runtime, sync_then_end).status is SubagentStatus.COMPLETED
+    stats = runtime.stats()
+    assert stats["abandoned_threads_total"] == 0
+    assert stats["worker_loops"] == 1
+    assert len({id(loop) for loop in seen.loops}) == 1
+
+
+def test_the_sync_call_thread_is_not_live_once_its_result_can_be_seen() -> None:
+    from subagent_exec._threads import AbandoningExecutor
+
+    executor = AbandoningExecutor("probe")
+    live_when_done: list[int] = []
+    go = threading.Event()
+
+    def call() -> int:
+        go.wait(SETTLE)
+        return 3
+
+    future = executor.submit(call)
+    # Done-callbacks run in the thread that hands the result over, at once.
+    future.add_done_callback(lambda f: live_when_done.append(len(executor.live_threads())))
+    go.set()
+    assert future.result(SETTLE) == 3
+    deadline = time.monotonic() + SETTLE
+    while not live_when_done and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert live_when_done == [0]

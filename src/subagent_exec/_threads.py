@@ -37,17 +37,23 @@ class AbandoningExecutor(ThreadPoolExecutor):
         future: Future[T] = Future()
 
         def run() -> None:
+            outcome: tuple[bool, Any] | None = None
             try:
                 if future.set_running_or_notify_cancel():
                     try:
-                        result = fn(*args, **kwargs)
+                        outcome = (True, fn(*args, **kwargs))
                     except BaseException as exc:
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(result)
+                        outcome = (False, exc)
             finally:
+                # No longer live *before* the caller can see the result: a run
+                # that ends on this result must not count this call as abandoned.
                 with self._live_lock:
                     self._live.discard(threading.current_thread())
+            if outcome is not None:
+                if outcome[0]:
+                    future.set_result(outcome[1])
+                else:
+                    future.set_exception(outcome[1])
 
         with self._live_lock:
             self._count += 1
