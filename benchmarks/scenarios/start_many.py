@@ -13,7 +13,9 @@ Baselines in the same trials:
   bare coroutines, each on ``asyncio.run`` in a thread of a warm
   ``ThreadPoolExecutor``, until every one has entered its await;
 * direct: the same ``n`` agents built and run as tasks of one event loop
-  (no threads), until every one is in its first model call.
+  (no threads), until every one is in its first model call; and the same
+  with one agent compiled once, run ``n`` times (LangGraph's own per-run
+  work up to the first model call, with no thread and no compile).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def _one_size(result: ScenarioResult, n: int, trials: int) -> None:
     submit_only: list[float] = []
     bare: list[float] = []
     direct: list[float] = []
+    compiled_once: list[float] = []
     not_cancelled = 0
     floor = BareStarts(n)
     runtime = SubagentRuntime(max_workers=n, name=f"bench-start-{n}")
@@ -84,7 +87,9 @@ def _one_size(result: ScenarioResult, n: int, trials: int) -> None:
             wrong = _stop_all(runtime, holders)
             bare_elapsed = floor.start()
             direct_elapsed = asyncio.run(_direct(n))
+            once_elapsed = asyncio.run(_direct(n, compile_once=True))
             if trial:
+                compiled_once.append(ms(once_elapsed))
                 not_cancelled += wrong
                 through.append(ms(elapsed))
                 submit_only.append(ms(submitted))
@@ -130,6 +135,21 @@ def _one_size(result: ScenarioResult, n: int, trials: int) -> None:
     )
     result.add(
         Figure(
+            f"{label}: direct, one compiled agent run {n} times as tasks of one loop",
+            "ms",
+            samples=compiled_once,
+            note="LangGraph's per-run work up to the first model call: no thread, no compile",
+        )
+    )
+    result.add(
+        Figure(
+            f"{label}: sub-agents / direct with one compiled agent (medians)",
+            "ratio",
+            value=median(through) / median(compiled_once),
+        )
+    )
+    result.add(
+        Figure(
             f"{label}: tasks not CANCELLED after the stop",
             "count",
             value=float(not_cancelled),
@@ -153,7 +173,7 @@ def _stop_all(runtime: SubagentRuntime, holders: list[SubagentResult]) -> int:
     return wrong
 
 
-async def _direct(n: int) -> float:
+async def _direct(n: int, *, compile_once: bool = False) -> float:
     entered = 0
     all_in = asyncio.Event()
 
@@ -165,8 +185,9 @@ async def _direct(n: int) -> float:
         return "done"
 
     model = ScriptedChatModel(router=reply, latency=HOLD_SECONDS)
+    compiled = create_agent(model, tools=[]) if compile_once else None
     started = time.perf_counter()
-    tasks = [asyncio.create_task(_one_agent(model, i)) for i in range(n)]
+    tasks = [asyncio.create_task(_one_agent(model, i, compiled)) for i in range(n)]
     await asyncio.wait_for(all_in.wait(), 120.0)
     elapsed = time.perf_counter() - started
     for task in tasks:
@@ -175,6 +196,6 @@ async def _direct(n: int) -> float:
     return elapsed
 
 
-async def _one_agent(model: ScriptedChatModel, index: int) -> Any:
-    graph = create_agent(model, tools=[])
+async def _one_agent(model: ScriptedChatModel, index: int, compiled: Any = None) -> Any:
+    graph = compiled if compiled is not None else create_agent(model, tools=[])
     return await graph.ainvoke({"messages": [HumanMessage(content=f"direct {index}")]})
