@@ -440,7 +440,9 @@ class SubagentRuntime:
                 # a child spawned while its ancestor is being stopped never runs.
                 holder._latch_stop(
                     SubagentStatus.CANCELLED,
-                    f"parent {parent_id} ({parent.subagent_name}) was already stopped",
+                    f"parent {parent_id} ({parent.subagent_name}) was already stopped"
+                    # Its own reason names the ancestor whose stop reached it.
+                    + (f" ({parent.holder.cancel_reason})" if parent.holder.cancel_reason else ""),
                 )
                 return holder
             self._start_locked(self._slots.enqueue(entry.slot, parent.slot if parent else None))

@@ -44,7 +44,6 @@ from .._status import SubagentStatus
 logger = logging.getLogger("subagent_exec")
 
 
-
 @dataclass
 class _LoopRun:
     """The live parts of one run, set on its worker thread."""
