@@ -455,6 +455,45 @@ def compare_lean(trials: int) -> None:
         runtime.shutdown()
 
 
+def compare_deadline(trials: int) -> None:
+    """Deadline lateness, one overrunning sub-agent at a time on each runtime."""
+    from .agents import sleep_graph
+
+    timeout = 0.05
+    runtimes = {
+        name: SubagentRuntime(max_workers=1, backend=backend, name=f"ab-{name}")
+        for name, backend in (("fresh loops", "thread-fresh-loops"), ("worker loops", "thread"))
+    }
+
+    def late(runtime: SubagentRuntime) -> Trial:
+        executor = SubagentExecutor(
+            SubagentConfig(
+                name="overrunning", graph_factory=sleep_graph(30.0), timeout_seconds=timeout
+            ),
+            runtime=runtime,
+        )
+
+        def trial(i: int) -> float:
+            holder = executor.execute(f"late {i}")
+            assert holder.started_at is not None and holder.completed_at is not None
+            runtime.cleanup(holder.task_id)
+            return ((holder.completed_at - holder.started_at).total_seconds() - timeout) * 1e3
+
+        return trial
+
+    try:
+        samples = alternate({name: late(rt) for name, rt in runtimes.items()}, trials * 2)
+        report("TIMED_OUT minus deadline (p50)", samples, "ms")
+        tails = {
+            name: sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+            for name, values in samples.items()
+        }
+        print(f"  p99: {tails}", flush=True)
+    finally:
+        for runtime in runtimes.values():
+            runtime.shutdown()
+
+
 COMPARISONS: dict[str, Callable[[int], None]] = {
     "loops": compare_loops,
     "wakeups": compare_wakeups,
@@ -463,6 +502,7 @@ COMPARISONS: dict[str, Callable[[int], None]] = {
     "polls": compare_polls,
     "gate": compare_gate,
     "lean": compare_lean,
+    "deadline": compare_deadline,
 }
 
 

@@ -119,3 +119,30 @@ def test_render_table_marks_a_crashed_scenario() -> None:
     table = render_table(report, markdown=True)
     assert "| X | (crashed, see stderr/JSON) |" in table
     assert "ERROR" in table
+
+
+def test_the_ab_harness_runs_and_prints_each_variant() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", "--quick", "wakeups", "deadline"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "woken by every event" in done.stdout and "woken by the end only" in done.stdout
+    assert "fresh loops" in done.stdout and "worker loops" in done.stdout
+    refused = _run_benchmarks_ab("nonsense")
+    assert refused.returncode == 2 and "nonsense" in refused.stderr
+
+
+def _run_benchmarks_ab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
