@@ -494,6 +494,26 @@ def compare_deadline(trials: int) -> None:
             runtime.shutdown()
 
 
+class NoYieldBackend(thread_backend.ThreadBackend):
+    """A worker that goes on tidying its loop right after the terminal status."""
+
+    yield_after_finish = False
+
+
+def compare_yield(trials: int) -> None:
+    before = SubagentRuntime(max_workers=8, backend=NoYieldBackend(), name="ab-no-yield")
+    after = SubagentRuntime(max_workers=8, name="ab-yield")
+    try:
+        samples = alternate(
+            {"tidy at once": execute_trial(before), "yield first": execute_trial(after)},
+            trials * 10,
+        )
+        report("execute(), the worker yields after the terminal status", samples, "µs")
+    finally:
+        before.shutdown()
+        after.shutdown()
+
+
 COMPARISONS: dict[str, Callable[[int], None]] = {
     "loops": compare_loops,
     "wakeups": compare_wakeups,
@@ -503,6 +523,7 @@ COMPARISONS: dict[str, Callable[[int], None]] = {
     "gate": compare_gate,
     "lean": compare_lean,
     "deadline": compare_deadline,
+    "yield": compare_yield,
 }
 
 

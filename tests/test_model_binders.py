@@ -101,8 +101,8 @@ def test_toy_provider_fails_without_a_binder_with_a_clear_error(
     server: ProviderServer, make_runtime: Callable[..., SubagentRuntime]
 ) -> None:
     # A fresh loop per run: the client cached by the first run fails on every
-    # later one. (With worker loops reused, the default, it fails only when
-    # runs overlap: tests/test_worker_loops.py.)
+    # later one. (With worker loops reused, the default, it fails on the runs
+    # on other workers' loops: tests/test_worker_loops.py.)
     runtime = make_runtime(max_workers=5, backend="thread-fresh-loops")
     shared = ToyChatModel(base_url=server.base_url)
     executor = SubagentExecutor(SubagentConfig(name="toy", model=shared), runtime=runtime)

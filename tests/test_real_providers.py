@@ -220,9 +220,9 @@ def test_control_the_trap_is_real(
 ) -> None:
     """Without its binder (a pass-through one registered), a shared instance fails on
     the second run's loop: what the matrix above would hit without the binders.
-    (Runs in a row land on one reused worker loop by default; a fresh loop per
-    run makes the trap show on every later run. Overlapping runs on reused
-    loops: tests/test_worker_loops.py.)"""
+    (Runs in a row often land on one reused worker loop by default; a fresh
+    loop per run makes the trap show on every later run. Reused loops:
+    tests/test_worker_loops.py.)"""
     runtime = make_runtime(max_workers=5, backend="thread-fresh-loops")
     options = {} if provider.name == "ollama" else {"max_retries": 0}  # let failures show
     shared = provider.make(server, "test-model", False, **options)

@@ -1,10 +1,11 @@
-"""A waiter that does not listen to events is woken once, by the terminal
-event; one that listens gets every event (``_waiting.py``).
+"""A blocking waiter that does not listen to events is woken once, by the
+terminal event; one that listens gets every event (``_waiting.py``).
 
-Each wake-up of a waiting thread or loop is a thread hand-off (a GIL hand-over
-and, on a busy machine, a wait for a core): ``execute()`` and ``aexecute()``
-used to be woken by every event of their task (started, each AI message,
-terminal) although only the last one ends their wait.
+Each wake-up of a waiting thread is a thread hand-off (a GIL hand-over and, on
+a busy machine, a wait for a core): ``execute()`` used to be woken by every
+event of its task (started, each AI message, terminal) although only the last
+one ends its wait. (An async waiter is handed every event on purpose: its loop,
+woken by the earlier ones, is still awake for the last.)
 """
 
 from __future__ import annotations
@@ -77,26 +78,6 @@ def test_a_blocking_waiter_with_on_event_gets_every_event(
     assert seen[-1] == "completed"
     assert seen.count("ai_message") == 3
     assert set(counted_inboxes) <= set(seen) and counted_inboxes[-1] == "completed"
-
-
-def test_aexecute_is_woken_only_by_the_terminal_event(runtime: SubagentRuntime) -> None:
-    posted: list[str] = []
-
-    async def main() -> SubagentStatus:
-        loop = asyncio.get_running_loop()
-        real = loop.call_soon_threadsafe
-
-        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
-            if args and isinstance(args[0], TaskEvent):
-                posted.append(args[0].kind)
-            return real(callback, *args, **kwargs)
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
-        holder = await _executor(runtime).aexecute("talk")
-        return holder.status
-
-    assert asyncio.run(main()) is SubagentStatus.COMPLETED
-    assert posted == ["completed"]
 
 
 def test_an_async_waiter_with_on_event_gets_every_event(runtime: SubagentRuntime) -> None:

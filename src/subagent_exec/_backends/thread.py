@@ -33,6 +33,7 @@ import ctypes
 import functools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,8 @@ class ThreadBackend:
     name = "thread"
     #: Whether a worker thread keeps its event loop from one run to the next.
     reuse_loops = True
+    #: Whether a worker yields the GIL right after writing a terminal status.
+    yield_after_finish = True
 
     def __init__(self) -> None:
         self._settings: BackendSettings | None = None
@@ -241,6 +244,10 @@ class ThreadBackend:
             # sees them in stats().
             self._count_abandoned(ticket, sync_calls.live_threads())
             ticket.finish(ending)  # terminal status and slot back, together
+            if self.yield_after_finish:
+                # Let whoever the terminal status woke take the GIL before the
+                # tidying below (a waiter otherwise waits for it).
+                time.sleep(0)
             # After the status: a caller waiting for it does not wait for this.
             kept = worker.tidy(
                 leftover_seconds=run.leftover_seconds if run is not None else LEFTOVER_SECONDS,
