@@ -26,6 +26,7 @@ from subagent_exec import (
 from .helpers import SETTLE, graph_of, reply_node
 
 STATUSES = [s.value for s in SubagentStatus]
+THREADS = ["thread-a", "thread-b"]
 
 
 async def _fail(state: MessagesState) -> dict[str, Any]:
@@ -62,6 +63,13 @@ def _mismatches(runtime: SubagentRuntime, ids: list[str]) -> list[str]:
         problems.append("list_tasks(status=[pending, running])")
     if stats["registered"] != len(everything):
         problems.append("stats()['registered']")
+    for thread_id in THREADS:
+        of_thread = [h for h in everything if h.thread_id == thread_id]
+        if runtime.list_tasks(thread_id=thread_id) != of_thread:
+            problems.append(f"list_tasks(thread_id={thread_id})")
+        running = [h for h in of_thread if h.status.value == "running"]
+        if runtime.list_tasks(thread_id=thread_id, status="running") != running:
+            problems.append(f"list_tasks(thread_id={thread_id}, status=running)")
     for parent_id in ids:
         children = [h for h in everything if h.parent_id == parent_id]
         if runtime.list_tasks(parent_id=parent_id) != children:
@@ -102,7 +110,12 @@ def test_views_agree_with_the_registry_through_random_work(
             if parent_id is not None and runtime.get(parent_id) is None:
                 parent_id = None  # forgotten by retention meanwhile
             kind = rng.choice(["long", "long", "quick", "failing"])
-            holders.append(executors[kind].start(f"step {step}", parent_id=parent_id))
+            thread_id = rng.choice([*THREADS, None]) if parent_id is None else None
+            holders.append(
+                executors[kind].start(f"step {step}", parent_id=parent_id, thread_id=thread_id)
+            )
+        elif action < 0.5 and step % 7 == 0:
+            runtime.cancel_thread(rng.choice(THREADS), "random thread stop")
         elif action < 0.75 and live:
             target = rng.choice(live)
             runtime.request_cancel(target.task_id, "random stop")
