@@ -9,6 +9,7 @@ cascades down the whole tree.
 from typing import TYPE_CHECKING, Any
 
 from ._background import make_background_tools
+from ._budget import Budget
 from ._config import SubagentConfig
 from ._context import get_current_task_id
 from ._contract import (
@@ -30,6 +31,7 @@ from ._default import (
     subscribe,
 )
 from ._errors import (
+    BudgetExceeded,
     CapacityError,
     DepthError,
     MaxTurnsExceeded,
@@ -37,6 +39,7 @@ from ._errors import (
     RuntimeClosedError,
     SubagentError,
     UnknownTaskError,
+    UnpricedModelError,
 )
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
@@ -46,6 +49,7 @@ from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
 from ._task_tool import TaskTool, make_task_tool
+from ._usage import Usage
 
 if TYPE_CHECKING:
     from ._backends.ray import RayBackend, RayWorkerPool
@@ -65,6 +69,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Backend",
     "BackendSettings",
+    "Budget",
+    "BudgetExceeded",
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",
@@ -88,6 +94,8 @@ __all__ = [
     "TaskTicket",
     "TaskTool",
     "UnknownTaskError",
+    "UnpricedModelError",
+    "Usage",
     "cleanup_background_task",
     "configure",
     "get_background_task_result",

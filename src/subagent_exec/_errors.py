@@ -30,6 +30,17 @@ class MaxTurnsExceeded(SubagentError):
     """A sub-agent asked for more model calls than its ``max_turns`` allows."""
 
 
+class BudgetExceeded(SubagentError):
+    """A budget (``Budget``) is spent: its message reads ``<limit> <used>/<allowed>
+    (budget of <task or lead run>)``. Raised at a model call's entry when
+    nothing is left, and the error of every task stopped by that budget."""
+
+
+class UnpricedModelError(SubagentError, ValueError):
+    """A budget has ``max_cost`` but a model it would pay for has no price in
+    the price table (so its cost could not be counted)."""
+
+
 class ModelBindingError(SubagentError):
     """A chat model cannot safely run on a sub-agent's own event loop."""
 
