@@ -336,11 +336,27 @@ def test_check_model_refuses_unpriced_models_only_for_cost_budgets() -> None:
     meter = BudgetMeter(Budget(max_cost=1.0), label="task t", prices={"gpt-4o-mini": (1, 1)})
     meter.check_model("gpt-4o-mini-2024-07-18")
     meter.check_model("openai:gpt-4o-mini")
-    with pytest.raises(UnpricedModelError, match=r"'gpt-4o' has no price in price_table") as err:
+    with pytest.raises(UnpricedModelError, match=r"'gpt-4o': it has no price in price_table") as err:
         meter.check_model("gpt-4o")
     assert isinstance(err.value, ValueError)
     assert "budget of task t" in str(err.value)
     BudgetMeter(Budget(max_tokens=5), label="t").check_model("anything")  # no max_cost
+
+
+def test_a_call_of_an_unpriced_model_spends_a_cost_budget() -> None:
+    meter = BudgetMeter(Budget(max_cost=1.0), label="task t", prices={"m": (1, 1)})
+    assert meter.refuse_model("m") is None
+    assert meter.spent is None
+    overrun = meter.refuse_model("other")
+    assert overrun is not None and meter.spent is overrun
+    assert overrun.error.startswith("UnpricedModelError: max_cost=1 cannot count calls of model "
+                                    "'other'")
+    assert overrun.error.endswith("(budget of task t)")
+    assert meter.refuse_model(None) is overrun  # the first reason stays
+    nameless = BudgetMeter(Budget(max_cost=1.0), label="t", prices={"m": (1, 1)})
+    spent = nameless.refuse_model(None)
+    assert spent is not None and "did not say its name" in spent.message
+    assert BudgetMeter(Budget(max_tokens=3), label="t").refuse_model("x") is None
 
 
 def test_warnings_come_once_per_limit() -> None:

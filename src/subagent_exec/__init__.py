@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._events import TaskEvent
 from ._executor import SubagentExecutor
+from ._meter import BudgetMeter
 from ._middleware import SubagentMiddleware
 from ._models import ModelBinder, register_model_binder
 from ._result import SubagentResult
@@ -71,6 +72,7 @@ __all__ = [
     "BackendSettings",
     "Budget",
     "BudgetExceeded",
+    "BudgetMeter",
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",

@@ -22,10 +22,12 @@ from ._background_tools import (
     StartTaskTool,
     WaitTasksTool,
 )
+from ._budget import Budget
 from ._checks import check_callable, check_int
 from ._config import INHERIT, SubagentConfig, check_configs, tool_name
 from ._executor import SubagentExecutor
 from ._inbox import InboxMiddleware
+from ._lead_budgets import LeadBudgets
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
 
@@ -72,6 +74,7 @@ def make_background_tools(
     *,
     max_background_tasks: int = 8,
     on_event: EventListener | None = None,
+    budget: Budget | None = None,
 ) -> list[BaseTool]:
     """Build ``start_task``, ``check_tasks``, ``wait_tasks``, ``cancel_task`` and
     ``message_task`` for the given sub-agents (docs/background.md).
@@ -86,7 +89,9 @@ def make_background_tools(
     the runtime's dispatcher thread or the sub-agent's, so it must be
     thread-safe. Outcomes are pushed into the lead's turns only under
     ``SubagentMiddleware(..., background=True)``; alone, the lead asks with
-    ``check_tasks`` / ``wait_tasks``.
+    ``check_tasks`` / ``wait_tasks``. ``budget``: limits shared by every
+    background task of one conversation (thread) and their descendants
+    (docs/budgets.md).
     """
     owner = "make_background_tools"
     configs = check_configs(owner, subagents)
@@ -106,7 +111,10 @@ def make_background_tools(
             "given; pass parent_model=... (the lead agent's model), or use "
             "SubagentMiddleware(..., background=True), which inherits the lead's model"
         )
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(f"{owner}.budget must be a Budget or None, got {budget!r}")
     toolset = ToolSet(runtime, max_background_tasks, on_event)
+    toolset.budgets = LeadBudgets(budget, per="thread") if budget is not None else None
     for config in configs:
         inbox = [InboxMiddleware()] if config.graph_factory is None else []
         toolset.executors[config.name] = SubagentExecutor(

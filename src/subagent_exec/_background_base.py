@@ -17,6 +17,7 @@ from pydantic import PrivateAttr
 from ._background_board import BackgroundTask, Board, board_for
 from ._default import get_default_runtime
 from ._executor import SubagentExecutor
+from ._lead_budgets import LeadBudgets
 from ._lead_model import LeadModels
 from ._lead_thread import LeadScope, lead_scope, write_to_stream
 from ._runtime import SubagentRuntime
@@ -38,6 +39,8 @@ class ToolSet:
         self.lead_models: LeadModels | None = None
         #: Set by SubagentMiddleware: completions are pushed into the lead's turns.
         self.pushed = False
+        #: ``budget=``: one meter per thread, drawn on by its background tasks.
+        self.budgets: LeadBudgets | None = None
 
     @property
     def runtime(self) -> SubagentRuntime:

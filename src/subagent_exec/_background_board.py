@@ -40,6 +40,7 @@ from typing import Any
 from ._errors import RuntimeClosedError
 from ._events import TaskEvent
 from ._lead_thread import LeadScope
+from ._notes import Inbox
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
@@ -54,34 +55,6 @@ Emit = Callable[[dict[str, Any]], None]
 
 def _no_listener(event: dict[str, Any]) -> None:
     return None
-
-
-class Inbox:
-    """Follow-up messages for one running background task (``message_task``),
-    taken by the sub-agent's run before its next model call."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self.delivered = 0
-
-    def put(self, text: str) -> int:
-        """Queue ``text``; returns how many messages are waiting now."""
-        with self._lock:
-            self._pending.append(text)
-            return len(self._pending)
-
-    def take(self) -> list[str]:
-        """Every waiting message, oldest first (they count as delivered)."""
-        with self._lock:
-            taken, self._pending = self._pending, []
-            self.delivered += len(taken)
-            return taken
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
 
 
 @dataclass(eq=False)
@@ -136,6 +109,8 @@ class BackgroundTask:
             stop_reason=holder.stop_reason,
             duration_seconds=holder.duration_seconds,
             result=holder.result if status is SubagentStatus.COMPLETED else None,
+            usage=holder.usage.to_dict(),
+            tree_usage=holder.tree_usage.to_dict(),
         )
 
     def send(self, event: dict[str, Any]) -> None:

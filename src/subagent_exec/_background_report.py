@@ -32,7 +32,11 @@ def outcome(record: BackgroundTask) -> str:
     status = holder.status
     if status is SubagentStatus.COMPLETED:
         return f"completed: {holder.result or '(it finished without an answer)'}"
-    if status is SubagentStatus.FAILED:
+    if holder.stop_reason == "budget":  # the figures, then the partial answer
+        word = "timed out" if status is SubagentStatus.TIMED_OUT else "failed"
+        text = (f"{word}: {holder.error}; it (with its own sub-agents) used "
+                f"{holder.tree_usage.summary()}")
+    elif status is SubagentStatus.FAILED:
         text = f"failed: {holder.error}"
     elif status is SubagentStatus.TIMED_OUT:
         text = f"timed out: {holder.cancel_reason}"

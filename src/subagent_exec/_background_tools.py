@@ -25,11 +25,12 @@ from langchain_core.tools import InjectedToolCallId
 from pydantic import BaseModel, Field
 
 from ._background_base import BackgroundTool, select, tell
-from ._background_board import BackgroundTask, Board, Inbox
+from ._background_board import BackgroundTask, Board
 from ._background_report import facts, label, outcome, report
 from ._background_wait import wait_for, wait_for_blocking
 from ._errors import SubagentError
 from ._lead_thread import write_to_stream
+from ._notes import Inbox
 from ._runtime import SubagentRuntime
 from ._tracing import child_callbacks
 
@@ -99,9 +100,12 @@ class StartTaskTool(BackgroundTool):
                 "(wait_tasks) or cancel one (cancel_task) before starting another",
             )
         try:
+            budgets = toolset.budgets
             record.holder = executor.start(
                 prompt, task_id=record.task_id, owner=scope.owner, thread_id=scope.thread_id,
                 background=True, callbacks=tracing or (),
+                draw_on=budgets.draw_on(toolset.runtime, thread_id=scope.thread_id,
+                                        call_id=tool_call_id) if budgets else (),
             )
         except (SubagentError, ValueError) as exc:  # depth, capacity, closed runtime
             board.abandon(record.task_id)

@@ -111,13 +111,16 @@ def figure(value: float) -> str:
 
 @dataclass(frozen=True)
 class Overrun:
-    """A spent limit: ``used`` reached or passed ``allowed``, and a task needed more."""
+    """A spent limit: ``used`` reached or passed ``allowed``, and a task needed
+    more; or (``problem``) a call whose cost a ``max_cost`` budget cannot count."""
 
     limit: str
     used: float
     allowed: float
     #: Whose budget: ``"task 3f2a9c1b (researcher)"``, ``"lead run run-..."``.
     label: str
+    #: Why the budget could not count a call (an unpriced model), if that is what spent it.
+    problem: str | None = None
 
     @property
     def figures(self) -> str:
@@ -127,12 +130,13 @@ class Overrun:
     @property
     def message(self) -> str:
         """``"max_tokens 1200/1000 (budget of lead run run-...)"``."""
-        return f"{self.figures} (budget of {self.label})"
+        return f"{self.problem or self.figures} (budget of {self.label})"
 
     @property
     def error(self) -> str:
         """The ``error`` of every task this overrun stops."""
-        return f"BudgetExceeded: {self.message}"
+        kind = "UnpricedModelError" if self.problem else "BudgetExceeded"
+        return f"{kind}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +144,7 @@ class Overrun:
             "used": self.used,
             "allowed": self.allowed,
             "budget_of": self.label,
+            "error": self.error,
         }
 
 

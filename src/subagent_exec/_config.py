@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeAlias
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
+from ._budget import Budget
 from ._checks import check_callable, check_int, check_number, check_text
 
 #: A chat model instance, a zero-argument factory returning one, a
@@ -40,6 +41,9 @@ class SubagentConfig:
     is called with the run's chat model, built from ``model`` as for the
     built-in agent (its HTTP client belongs to this run's loop and is closed
     when the run ends), so a custom graph on a real model works on every loop.
+
+    ``budget``: limits for each run of this sub-agent together with everything
+    it delegates (docs/budgets.md); each run counts on its own.
     """
 
     name: str
@@ -51,9 +55,12 @@ class SubagentConfig:
     max_turns: int = 50
     timeout_seconds: float = 900.0
     graph_factory: GraphFactory | None = None
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         owner = "SubagentConfig"
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            raise TypeError(f"{owner}.budget must be a Budget or None, got {self.budget!r}")
         check_text(owner, "name", self.name)
         check_int(owner, "max_turns", self.max_turns, minimum=1)
         check_number(owner, "timeout_seconds", self.timeout_seconds, positive=True, finite=True)
@@ -161,6 +168,22 @@ def model_to_build(
             )
         return parent_model
     return model
+
+
+def model_name_of(model: ModelSpec | None, parent_model: ModelSpec | None = None) -> str | None:
+    """The name a model spec will call, when it can be known before the run:
+    a ``"provider:name"`` string, or an instance's ``model_name`` / ``model``.
+    None for a factory (it is called inside the run) or no model."""
+    if model == INHERIT:
+        return model_name_of(parent_model) if parent_model != INHERIT else None
+    if isinstance(model, str):
+        return model
+    if isinstance(model, BaseChatModel):
+        for attr in ("model_name", "model", "model_id"):
+            name = getattr(model, attr, None)
+            if isinstance(name, str) and name.strip():
+                return name
+    return None
 
 
 def tool_name(tool: Any) -> str:

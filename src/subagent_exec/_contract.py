@@ -53,7 +53,7 @@ from contextvars import Context
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ._errors import MaxTurnsExceeded, describe
+from ._errors import BudgetExceeded, MaxTurnsExceeded, describe
 from ._result import SubagentResult
 from ._status import SubagentStatus
 
@@ -106,6 +106,19 @@ class RunHandle(abc.ABC):
     def last_ai_text(self) -> str | None:
         """The text of the last AI message recorded, if any has text."""
 
+    def check_budget(self, model_name: str | None) -> None:
+        """At a model call's entry: raise ``BudgetExceeded`` when a budget the
+        task draws on forbids the call (``model_name``: the model about to be
+        called, for ``max_cost``). This default allows every call: a handle
+        that cannot see the task's budgets (a remote worker's) leaves them to
+        the runtime, which charges each call when its AI message is recorded."""
+        return None
+
+    def take_notes(self) -> list[str]:
+        """Notes for the sub-agent's model, delivered before its next model
+        call (a budget's warning); each is returned once. Default: none."""
+        return []
+
     @property
     def log_prefix(self) -> str:
         return f"[task={self.task_id} trace={self.trace_id}]"
@@ -147,6 +160,13 @@ class RunEnding:
             outcome = task.result()
             return cls(
                 SubagentStatus.COMPLETED, result=outcome.text, stop_reason=outcome.stop_reason
+            )
+        if isinstance(exc, BudgetExceeded):
+            return cls(
+                SubagentStatus.FAILED,
+                result=handle.last_ai_text(),
+                error=describe(exc),
+                stop_reason="budget",
             )
         if isinstance(exc, MaxTurnsExceeded):
             return cls(

@@ -118,6 +118,8 @@ class Delegation:
                 stop_reason=holder.stop_reason,
                 duration_seconds=holder.duration_seconds,
                 result=holder.result if status is SubagentStatus.COMPLETED else None,
+                usage=holder.usage.to_dict(),
+                tree_usage=holder.tree_usage.to_dict(),
             )
         )
         logger.info(
@@ -140,8 +142,17 @@ class Delegation:
         holder = self.holder
         status = holder.status
         who = f"Sub-agent {self.subagent_type!r} (task {self.task_id})"
+        budget = holder.stop_reason == "budget"
         if status is SubagentStatus.COMPLETED:
             content = holder.result or f"{who} finished without an answer."
+        elif budget:
+            # Figures, then the partial answer: the lead decides with what it has.
+            what = "ran out of its budget's time" if status is SubagentStatus.TIMED_OUT else (
+                "was stopped by its budget")
+            content = (
+                f"{who} {what}: {holder.error}. It (with its own sub-agents) used "
+                f"{holder.tree_usage.summary()}."
+            )
         elif status is SubagentStatus.FAILED:
             content = f"{who} failed: {holder.error}"
         elif status is SubagentStatus.TIMED_OUT:
@@ -151,7 +162,8 @@ class Delegation:
         if status is not SubagentStatus.COMPLETED:
             partial = holder.result or holder.last_ai_text()
             if partial:
-                content += f"\nIts last message before it stopped:\n{partial}"
+                said = "Its partial answer" if budget else "Its last message before it stopped"
+                content += f"\n{said}:\n{partial}"
         return ToolMessage(
             content=content,
             tool_call_id=self.tool_call_id,

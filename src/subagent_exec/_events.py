@@ -23,8 +23,9 @@ from typing import Any
 logger = logging.getLogger("subagent_exec")
 
 TERMINAL_EVENT_KINDS = frozenset({"completed", "failed", "cancelled", "timed_out"})
-EVENT_KINDS = frozenset({"created", "started", "ai_message", "cancel_requested"}) | (
-    TERMINAL_EVENT_KINDS
+EVENT_KINDS = (
+    frozenset({"created", "started", "ai_message", "cancel_requested", "budget_warning"})
+    | TERMINAL_EVENT_KINDS
 )
 
 

@@ -8,10 +8,13 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
 
+from ._budget import Budget
+from ._budget_notes import BudgetNotesMiddleware
 from ._checks import check_number, check_optional_text
-from ._config import INHERIT, SubagentConfig, model_to_build
+from ._config import INHERIT, SubagentConfig, model_name_of, model_to_build
 from ._context import task_in_scope
 from ._default import get_default_runtime
+from ._meter import BudgetMeter
 from ._models import ModelSpec, check_shareable
 from ._result import SubagentResult
 from ._run import SubagentRun, merge_callbacks
@@ -72,6 +75,8 @@ class SubagentExecutor:
         callbacks: Sequence[Any] | BaseCallbackManager = (),
         thread_id: str | None = None,
         background: bool = False,
+        budget: Budget | None = None,
+        draw_on: Sequence[BudgetMeter] = (),
     ) -> SubagentResult:
         """Start the sub-agent in the background and return its result holder.
 
@@ -83,6 +88,9 @@ class SubagentExecutor:
         its tracing parent). ``thread_id``: the lead agent's thread the task
         belongs to (default: its parent's). ``background=True``: a root task
         (never a child of the caller) that outlives whoever started it.
+        ``budget``: limits for this task and its subtree (besides the
+        config's); ``draw_on``: shared meters it also draws on
+        (``runtime.open_budget``). A task also draws on its ancestors' budgets.
         """
         if not isinstance(task, str):
             raise TypeError(f"task must be a string describing the work, got {task!r}")
@@ -91,12 +99,13 @@ class SubagentExecutor:
         runtime = self.runtime
         if parent_id is None and not background:
             parent_id = task_in_scope(runtime)
+        budgets = tuple(b for b in (self.config.budget, budget) if b is not None)
         run = SubagentRun(
             config=self.config,
             tools=tuple(self.tools),
             parent_model=self.parent_model,
             callbacks=merge_callbacks(self._callbacks, callbacks),
-            middleware=self.middleware,
+            middleware=self._middleware_for(runtime, budgets, draw_on, parent_id),
         )
         return runtime.submit(
             subagent_name=self.config.name,
@@ -111,7 +120,30 @@ class SubagentExecutor:
             context=contextvars.Context(),
             thread_id=thread_id,
             background=background,
+            budgets=budgets,
+            draw_on=draw_on,
+            model_name=model_name_of(self.config.model, self.parent_model),
         )
+
+    def _middleware_for(
+        self,
+        runtime: SubagentRuntime,
+        budgets: tuple[Budget, ...],
+        draw_on: Sequence[BudgetMeter],
+        parent_id: str | None,
+    ) -> tuple[Any, ...]:
+        """The run's middleware, with the hook that delivers budget warnings
+        when a budget it draws on can warn (a hook costs a graph step per call)."""
+        middleware = self.middleware
+        if self.config.graph_factory is not None or any(
+            getattr(m, "delivers_budget_notes", False) for m in middleware
+        ):
+            return middleware
+        inherited = runtime.budgets_of(parent_id) if parent_id is not None else ()
+        warning = [*budgets, *(m.budget for m in (*draw_on, *inherited))]
+        if any(b.warn_at is not None for b in warning):
+            return (*middleware, BudgetNotesMiddleware())
+        return middleware
 
     def execute_async(
         self,
@@ -121,21 +153,31 @@ class SubagentExecutor:
         *,
         owner: str | None = None,
         callbacks: Sequence[Any] | BaseCallbackManager = (),
+        budget: Budget | None = None,
     ) -> str:
-        """Start the sub-agent in the background and return its task id at once."""
+        """Start the sub-agent in the background and return its task id at once
+        (``budget``: limits for this task and its subtree)."""
         return self.start(
-            task, task_id=task_id, parent_id=parent_id, owner=owner, callbacks=callbacks
+            task,
+            task_id=task_id,
+            parent_id=parent_id,
+            owner=owner,
+            callbacks=callbacks,
+            budget=budget,
         ).task_id
 
-    def execute(self, task: str, timeout: float | None = None) -> SubagentResult:
-        """Run the sub-agent and block until it is terminal.
+    def execute(
+        self, task: str, timeout: float | None = None, *, budget: Budget | None = None
+    ) -> SubagentResult:
+        """Run the sub-agent and block until it is terminal (``budget``: limits
+        for this task and its subtree).
 
         If the wait is interrupted (KeyboardInterrupt) or ``timeout`` runs out,
         the sub-agent is cancelled, and we wait (bounded) for it to unwind.
         """
         if timeout is not None:
             check_number("execute", "timeout", timeout, positive=True, finite=True)
-        holder = self.start(task)
+        holder = self.start(task, budget=budget)
         runtime = self.runtime
         runtime.wait_terminal_blocking(
             holder, timeout=timeout, cancel_reason="the caller was interrupted"
@@ -145,10 +187,11 @@ class SubagentExecutor:
             holder.wait(runtime.cleanup_timeout_seconds + 1.0)
         return holder
 
-    async def aexecute(self, task: str) -> SubagentResult:
-        """Run the sub-agent without blocking this loop; await its terminal status.
+    async def aexecute(self, task: str, *, budget: Budget | None = None) -> SubagentResult:
+        """Run the sub-agent without blocking this loop; await its terminal
+        status (``budget``: limits for this task and its subtree).
 
         A ``CancelledError`` here cancels the sub-agent and propagates once the
         sub-agent has stopped (bounded by the runtime's cleanup timeout).
         """
-        return await self.runtime.wait_terminal(self.start(task))
+        return await self.runtime.wait_terminal(self.start(task, budget=budget))

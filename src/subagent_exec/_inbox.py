@@ -9,7 +9,8 @@ without tool calls while a message is waiting (it arrived during that last
 call), the sub-agent gets one more turn instead of ending, so a message sent
 while it was running is always read. Each delivered message emits
 ``task_message_delivered`` to the listener of the tool set that started the
-task.
+task. The warnings of the budgets the task draws on arrive through the same
+hook (``_budget_notes.py``), before the follow-ups.
 
 The middleware finds its inbox through the task that runs it (the run's
 scope), so it holds no state and travels to any backend; on the Ray backend a
@@ -25,6 +26,7 @@ from langchain.agents.middleware import AgentMiddleware, AgentState, hook_config
 from langchain_core.messages import AIMessage, HumanMessage
 
 from ._background_board import existing_board
+from ._budget_notes import take_notes
 from ._context import current_scope
 
 logger = logging.getLogger("subagent_exec")
@@ -35,6 +37,9 @@ FOLLOW_UP = "Follow-up message from the agent that gave you this task:\n{text}"
 
 class InboxMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     """Drains the running background task's inbox before each model call."""
+
+    #: It delivers the budget notes too (the executor adds no second hook).
+    delivers_budget_notes = True
 
     def before_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
         return _drain()
@@ -58,13 +63,15 @@ def _inbox() -> Any:
 
 
 def _drain() -> dict[str, Any] | None:
+    # The notes of the budgets the task draws on come this way too (one hook).
+    notes = take_notes()
     found = _inbox()
     if found is None:
-        return None
+        return {"messages": notes} if notes else None
     record, inbox = found
     texts = inbox.take()
     if not texts:
-        return None
+        return {"messages": notes} if notes else None
     holder = record.holder
     for text in texts:
         logger.info(
@@ -72,7 +79,8 @@ def _drain() -> dict[str, Any] | None:
             record.task_id, holder.trace_id if holder is not None else None,
         )
         record.send(record.event("task_message_delivered", status="running", message=text))
-    return {"messages": [HumanMessage(content=FOLLOW_UP.format(text=t)) for t in texts]}
+    follow_ups = [HumanMessage(content=FOLLOW_UP.format(text=t)) for t in texts]
+    return {"messages": [*notes, *follow_ups]}
 
 
 def _another_turn(state: AgentState[Any]) -> dict[str, Any] | None:

@@ -60,6 +60,12 @@ def lead_scope(runtime: SubagentRuntime) -> LeadScope | None:
     return LeadScope(run_id, owner) if run_id is not None else None
 
 
+def lead_run_id() -> str | None:
+    """The id of the graph run this code belongs to (3. and 4. above), None
+    outside a graph run: what a tool's per-run budget is keyed by."""
+    return _run_id() if _graph_config() is not None else None
+
+
 def _graph_config() -> dict[str, Any] | None:
     """The LangGraph config of the node running this code, if any."""
     from langgraph.config import get_config

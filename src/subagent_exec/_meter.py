@@ -132,19 +132,43 @@ class BudgetMeter:
                 left[limit] = max(0.0, allowed - _used(usage, limit))
         return left
 
+    def unpriced(self, model_name: str | None) -> str | None:
+        """With ``max_cost``: why calls of ``model_name`` could not be counted
+        (no price for it, or no name), else None."""
+        if self.budget.max_cost is None or price_of(self.prices, model_name) is not None:
+            return None
+        if model_name is None:
+            return (
+                f"max_cost={self.budget.max_cost:g} cannot count a call whose model did not "
+                "say its name"
+            )
+        known = sorted(self.prices) if self.prices else []
+        return (
+            f"max_cost={self.budget.max_cost:g} cannot count calls of model {model_name!r}: it "
+            f"has no price in price_table (prices known for: {known}); add "
+            f"price_table={{{model_name!r}: (input, output)}} (per million tokens) to the "
+            "SubagentRuntime or the Budget"
+        )
+
     def check_model(self, model_name: str) -> None:
         """With ``max_cost``, refuse a model whose cost could not be counted:
         ``UnpricedModelError`` names the model and the price table to fill in."""
-        if self.budget.max_cost is None:
-            return
-        if price_of(self.prices, model_name) is None:
-            known = sorted(self.prices) if self.prices else []
-            raise UnpricedModelError(
-                f"the budget of {self.label} has max_cost={self.budget.max_cost:g} but model "
-                f"{model_name!r} has no price in price_table (prices known for: {known}); add "
-                f"price_table={{{model_name!r}: (input, output)}} (per million tokens) to the "
-                "SubagentRuntime or the Budget"
-            )
+        problem = self.unpriced(model_name)
+        if problem is not None:
+            raise UnpricedModelError(f"{problem} (budget of {self.label})")
+
+    def refuse_model(self, model_name: str | None) -> Overrun | None:
+        """With ``max_cost``, a call of a model whose cost cannot be counted
+        spends the budget (the first overrun stays the reason); else None."""
+        problem = self.unpriced(model_name)
+        if problem is None:
+            return None
+        with self._lock:
+            if self._spent is None:
+                assert self.budget.max_cost is not None
+                self._spent = Overrun("max_cost", self._usage.priced_cost, self.budget.max_cost,
+                                      self.label, problem=problem)
+            return self._spent
 
     # -- charging ----------------------------------------------------------------------
 

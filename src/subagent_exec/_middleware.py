@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, SystemMessage
 
 from ._background import make_background_tools, toolset_of
 from ._background_push import PushDelivery
+from ._budget import Budget
 from ._checks import check_number
 from ._config import SubagentConfig
 from ._lead_model import LeadModels
@@ -64,7 +65,9 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     tool calls while its background tasks still run, wait (at most
     ``turn_end_timeout_seconds``) for the next one to end and give the lead
     another turn. ``max_background_tasks``: unfinished background tasks per
-    thread.
+    thread. ``budget``: limits shared by everything one run of the lead
+    delegates with ``task``, and (a separate meter) by every background task
+    of one thread (docs/budgets.md).
     """
 
     def __new__(cls, *args: Any, background: bool = False, **kwargs: Any) -> SubagentMiddleware:
@@ -88,6 +91,7 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         on_turn_end: OnTurnEnd = "return",
         turn_end_timeout_seconds: float = 300.0,
         max_background_tasks: int = 8,
+        budget: Budget | None = None,
     ) -> None:
         super().__init__()
         _check_background(background, on_turn_end, turn_end_timeout_seconds)
@@ -103,6 +107,7 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             on_event=on_event,
             stream_subagent_output=stream_subagent_output,
             lead_models=lead_models,
+            budget=budget,
         )
         self.tools = [self.task_tool]
         # Which lead model made each task / start_task call (model="inherit").
@@ -113,7 +118,7 @@ class SubagentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             background_tools = make_background_tools(
                 subagents, [*tools, self.task_tool],
                 parent_model if starter_models is None else starter_models, runtime,
-                max_background_tasks=max_background_tasks, on_event=on_event,
+                max_background_tasks=max_background_tasks, on_event=on_event, budget=budget,
             )
             toolset = toolset_of(background_tools)
             toolset.lead_models = starter_models

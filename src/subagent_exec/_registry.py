@@ -120,6 +120,23 @@ class Registry:
             if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason)
         ]
 
+    @staticmethod
+    def stop_each(
+        entries: list[RegisteredTask],
+        status: SubagentStatus,
+        reason: str,
+        *,
+        error: str | None = None,
+        stop_reason: str | None = None,
+    ) -> list[RegisteredTask]:
+        """Latch the same stop on each unfinished entry (a spent budget stops
+        everything that draws on it); returns those latched."""
+        return [
+            entry
+            for entry in entries
+            if entry.holder._latch_stop(status, reason, error=error, stop_reason=stop_reason)
+        ]
+
     def stop_thread(self, thread_id: str, reason: str) -> list[RegisteredTask]:
         """Latch CANCELLED on every unfinished task of a lead agent's thread and
         on its subtree; returns those latched (the thread's tasks from the index)."""

@@ -35,6 +35,7 @@ from typing import Any
 
 from ._events import TaskEvent
 from ._status import SubagentStatus
+from ._usage import NO_USAGE, Usage
 
 #: Called under the lock with (event kind, holder, data) after each transition.
 EventHook = Callable[[str, "SubagentResult", dict[str, Any]], None]
@@ -98,6 +99,13 @@ class SubagentResult:
         #: Set as soon as a stop is requested (cancel or deadline). Checked by the
         #: sub-agent before streaming, at every chunk and at every model/tool call.
         self.cancel_event = threading.Event()
+        #: What this task's own model calls used (one per AI message recorded).
+        self.usage: Usage = NO_USAGE
+        #: What this task and every descendant used, kept as they are charged
+        #: (so descendants forgotten by retention still count).
+        self.tree_usage: Usage = NO_USAGE
+        #: The stop_reason a latched stop writes ("budget"), whatever the run says.
+        self._latched_stop_reason: str | None = None
         self._status = SubagentStatus.PENDING
         self._stop_status: SubagentStatus | None = None
         self._done = threading.Event()
@@ -140,8 +148,10 @@ class SubagentResult:
     def last_ai_text(self) -> str | None:
         """The text of the last AI message recorded so far, if any has text."""
         with self._lock:
-            messages = list(self.ai_messages)
-        for message in reversed(messages):
+            return self._last_text_locked()
+
+    def _last_text_locked(self) -> str | None:
+        for message in reversed(self.ai_messages):
             text = message.get("text")
             if text:
                 return str(text)
@@ -178,6 +188,8 @@ class SubagentResult:
                 "completed_at": self.completed_at.isoformat() if self.completed_at else None,
                 "duration_seconds": self.duration_seconds,
                 "ai_message_count": len(self.ai_messages),
+                "usage": self.usage.to_dict(),
+                "tree_usage": self.tree_usage.to_dict(),
             }
 
     def __repr__(self) -> str:
@@ -198,20 +210,36 @@ class SubagentResult:
             self._on_event("started", self, {})
             return True
 
-    def _latch_stop(self, status: SubagentStatus, reason: str) -> bool:
-        """Request a stop. The first latch decides CANCELLED vs TIMED_OUT.
+    def _latch_stop(
+        self,
+        status: SubagentStatus,
+        reason: str,
+        *,
+        error: str | None = None,
+        stop_reason: str | None = None,
+    ) -> bool:
+        """Request a stop. The first latch decides the terminal status:
+        CANCELLED, TIMED_OUT, or FAILED (a spent budget, with its ``error``; the
+        partial answer is kept in ``result``). ``stop_reason`` is written at the
+        end whatever the run reports.
 
         A PENDING task becomes terminal at once. Returns False when the task is
         already terminal or a stop was already latched.
         """
-        if status not in _STOP_STATUSES:
-            raise ValueError(f"a stop must be CANCELLED or TIMED_OUT, not {status}")
+        if status not in _STOP_STATUSES and not (
+            status is SubagentStatus.FAILED and error is not None
+        ):
+            raise ValueError(f"a stop must be CANCELLED, TIMED_OUT or FAILED with an error, "
+                             f"not {status}")
         with self._lock:
             if self._status.is_terminal or self._stop_status is not None:
                 return False
             self._stop_status = status
             self.cancel_reason = reason
-            if status is SubagentStatus.TIMED_OUT:
+            self._latched_stop_reason = stop_reason
+            if error is not None:
+                self.error = error
+            elif status is SubagentStatus.TIMED_OUT:
                 self.error = f"TimeoutError: {reason}"
             self.cancel_event.set()
             self._on_event("cancel_requested", self, {"reason": reason, "as": status.value})
@@ -238,19 +266,35 @@ class SubagentResult:
             self.completed_at = _now()
             if result is not None:
                 self.result = result
-            if final is SubagentStatus.FAILED:
+            elif self._stop_status is SubagentStatus.FAILED:
+                self.result = self._last_text_locked()  # the partial answer
+            if final is SubagentStatus.FAILED and self._stop_status is not final:
                 self.error = error
             elif final is status and error is not None and self.error is None:
                 # A stop that ended abnormally (e.g. its cleanup timed out)
                 # says so; an error raised while unwinding a stop does not
                 # turn into the stop's error.
                 self.error = error
-            if stop_reason is not None:
+            if self._latched_stop_reason is not None:
+                self.stop_reason = self._latched_stop_reason
+            elif stop_reason is not None:
                 self.stop_reason = stop_reason
             self._status = final  # last: see "Reading without the lock"
             self._done.set()
-            self._on_event(final.value, self, {})
+            self._on_event(
+                final.value,
+                self,
+                {"usage": self.usage.to_dict(), "tree_usage": self.tree_usage.to_dict()},
+            )
             return True
+
+    def _add_usage(self, usage: Usage, *, own: bool) -> None:
+        """Count one model call's usage: in ``tree_usage``, and in ``usage``
+        when the call was this task's own (the runtime calls it under the lock)."""
+        with self._lock:
+            if own:
+                self.usage = self.usage + usage
+            self.tree_usage = self.tree_usage + usage
 
     def _record_event(self, event: TaskEvent) -> None:
         """Keep ``event`` in this task's history (the registry calls it under the lock)."""

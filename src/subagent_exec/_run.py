@@ -21,9 +21,11 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import LLMResult
 from langchain_core.runnables import Runnable, RunnableBinding
 
 from ._agents import agent_for_run
+from ._budget_notes import current_handle
 from ._config import SubagentConfig
 from ._contract import RunHandle, RunOutcome
 from ._errors import MaxTurnsExceeded
@@ -34,7 +36,9 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 class StopCheckpoint(BaseCallbackHandler):
     """Raises at the entry of a model or tool call once a stop was requested,
-    and counts model calls against ``max_turns``.
+    counts model calls against ``max_turns``, asks the handle whether the
+    task's budgets allow each model call, and remembers which model answered
+    each message (what its cost is counted with).
 
     ``raise_error`` makes LangChain propagate what we raise; ``run_inline``
     makes it run before the call, on the caller's thread.
@@ -49,6 +53,9 @@ class StopCheckpoint(BaseCallbackHandler):
         self._max_turns = max_turns
         self._turns = 0
         self._lock = threading.Lock()
+        #: The model of each model call in flight, and of each answer, by id.
+        self._calling: dict[UUID, str | None] = {}
+        self._answered_by: dict[str, str] = {}
 
     @property
     def model_calls(self) -> int:
@@ -58,11 +65,28 @@ class StopCheckpoint(BaseCallbackHandler):
         if self._cancel_event.is_set():
             raise asyncio.CancelledError(f"subagent stop: {self._handle.cancel_reason}")
 
-    def _model_call(self) -> None:
+    def model_of(self, message: AIMessage) -> str | None:
+        """The name of the model that answered ``message`` (what the provider
+        reports, else what was called), None when unknown."""
+        reported = message.response_metadata.get("model_name") or message.response_metadata.get(
+            "model"
+        )
+        if isinstance(reported, str) and reported:
+            return reported
+        return self._answered_by.get(message.id) if message.id else None
+
+    def _model_call(self, kwargs: dict[str, Any]) -> None:
         self.check()
+        metadata = kwargs.get("metadata") or {}
+        model_name = metadata.get("ls_model_name")
+        model_name = model_name if isinstance(model_name, str) and model_name else None
+        self._handle.check_budget(model_name)
         with self._lock:
             self._turns += 1
             turns = self._turns
+            run_id = kwargs.get("run_id")
+            if run_id is not None and model_name is not None:
+                self._calling[run_id] = model_name
         if turns > self._max_turns:
             raise MaxTurnsExceeded(
                 f"sub-agent {self._handle.subagent_name!r} reached max_turns={self._max_turns} "
@@ -72,10 +96,25 @@ class StopCheckpoint(BaseCallbackHandler):
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
     ) -> None:
-        self._model_call()
+        self._model_call(kwargs)
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
-        self._model_call()
+        self._model_call(kwargs)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            model_name = self._calling.pop(run_id, None)
+            if model_name is None:
+                return
+            for generations in response.generations:
+                for generation in generations:
+                    message = getattr(generation, "message", None)
+                    if isinstance(message, AIMessage) and message.id:
+                        self._answered_by[message.id] = model_name
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._calling.pop(run_id, None)
 
     def on_tool_start(
         self,
@@ -123,8 +162,9 @@ def message_key(message: AIMessage) -> str:
     return "content-" + hashlib.sha256(seen.encode()).hexdigest()[:32]
 
 
-def message_record(message: AIMessage) -> dict[str, Any]:
-    """The JSON-ready form of an AI message kept in ``SubagentResult.ai_messages``."""
+def message_record(message: AIMessage, model_name: str | None = None) -> dict[str, Any]:
+    """The JSON-ready form of an AI message kept in ``SubagentResult.ai_messages``
+    (``model_name``: the model that answered, which its cost is counted with)."""
     return {
         "id": message.id,
         "type": "ai",
@@ -135,6 +175,7 @@ def message_record(message: AIMessage) -> dict[str, Any]:
             {"name": c["name"], "args": c["args"], "id": c.get("id")} for c in message.tool_calls
         ],
         "usage_metadata": dict(message.usage_metadata) if message.usage_metadata else None,
+        "model_name": model_name,
     }
 
 
@@ -169,6 +210,7 @@ class SubagentRun:
     async def __call__(self, handle: RunHandle) -> RunOutcome:
         """Build the sub-agent inside this loop, stream it, and return its answer."""
         config = self.config
+        current_handle.set(handle)  # budget notes find their task (_budget_notes.py)
         checkpoint = StopCheckpoint(handle, config.max_turns)
         checkpoint.check()  # a run stopped before it began never builds anything
         close = None
@@ -207,7 +249,7 @@ class SubagentRun:
                 # by the handle (unless a grace period let its call finish).
                 if isinstance(state, dict) and isinstance(state.get("messages"), list):
                     messages = state["messages"]
-                    _record_ai_messages(handle, messages)
+                    _record_ai_messages(handle, messages, checkpoint)
                 checkpoint.check()
             return RunOutcome(text=final_text(messages, config.name))
         except Exception as exc:
@@ -253,7 +295,10 @@ def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
     return {"stream_mode": "values"} if isinstance(target, Pregel) else {}
 
 
-def _record_ai_messages(handle: RunHandle, messages: Sequence[Any]) -> None:
+def _record_ai_messages(
+    handle: RunHandle, messages: Sequence[Any], checkpoint: StopCheckpoint
+) -> None:
     for message in messages:
         if isinstance(message, AIMessage):
-            handle.record_ai_message(message_record(message), message_key(message))
+            record = message_record(message, checkpoint.model_of(message))
+            handle.record_ai_message(record, message_key(message))

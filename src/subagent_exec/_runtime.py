@@ -16,27 +16,27 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ._backends import load_backend
-from ._checks import (
-    check_callable,
-    check_number,
-    check_task_id,
-)
+from ._budget import Budget
+from ._checks import check_callable, check_number, check_task_id, check_text
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
-from ._errors import CapacityError, DepthError, RuntimeClosedError
+from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._exit import register_exit_hook
+from ._meter import BudgetMeter
+from ._metering import Metering, check_budget_arguments
 from ._options import RuntimeOptions
 from ._registry import Registry
 from ._result import SubagentResult
 from ._slots import SlotPool
 from ._status import SubagentStatus, status_filter
 from ._tasks import RegisteredTask, TaskSettings, check_submission
+from ._usage import PriceTable, Usage, check_price_table
 from ._waiting import CALLER_CANCELLED, TaskWaiter, check_wait
 
 logger = logging.getLogger("subagent_exec")
@@ -55,7 +55,9 @@ class SubagentRuntime:
     ``backend``: what runs the sub-agents: ``"thread"`` (the default: one
     event loop per sub-agent in a thread of this process), ``"ray"`` (a
     ``RayBackend()`` with default options, see docs/ray.md), or a backend
-    object such as ``RayBackend(address=...)``.
+    object such as ``RayBackend(address=...)``. ``price_table``: model name ->
+    (price per million input tokens, per million output tokens), what costs
+    and ``Budget(max_cost=...)`` are counted with (docs/budgets.md).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SubagentRuntime:
         cleanup_timeout_seconds: float = 10.0,
         name: str = "subagent",
         backend: str | Backend = "thread",
+        price_table: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         options = RuntimeOptions(
             max_workers=max_workers,
@@ -107,6 +110,14 @@ class SubagentRuntime:
                 cleanup_timeout_seconds=self.cleanup_timeout_seconds,
             )
         )
+        self._metering = Metering(
+            name=name,
+            lock=self._lock,
+            price_table=check_price_table("SubagentRuntime", "price_table", price_table),
+            publish=self._publish_locked,
+            interrupt=self._interrupt,
+            forward_notes=getattr(self._backend, "forward_notes", None),  # a remote backend's
+        )
         self._task_settings = TaskSettings(
             lock=self._lock,
             cancel_grace_seconds=self.cancel_grace_seconds,
@@ -115,6 +126,8 @@ class SubagentRuntime:
             release=self._release_locked,
             ended=self._take_orphans,
             interrupt=self._interrupt,
+            charge=self._metering.charge,
+            refuse=self._metering.refuse,
         )
         self._waiter = TaskWaiter(
             watch=self._watch,
@@ -254,6 +267,35 @@ class SubagentRuntime:
                 **self._backend.stats(),
             }
 
+    def tree_usage(self, task_id: str) -> Usage:
+        """What a task and every descendant used, summed as they ran (so
+        descendants already forgotten by retention count). ``UnknownTaskError``
+        if the task is not registered (its holder's ``tree_usage`` stays)."""
+        holder = self.get(task_id)
+        if holder is None:
+            raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
+        return holder.tree_usage
+
+    def budgets_of(self, task_id: str) -> tuple[BudgetMeter, ...]:
+        """The meters of every budget a registered task draws on (its own
+        first, then those it was given, then its ancestors'); () if none or unknown."""
+        check_task_id("budgets_of", "task_id", task_id)
+        with self._lock:
+            entry = self._tasks.get(task_id)
+            return entry.meters if entry is not None else ()
+
+    def open_budget(self, budget: Budget, *, label: str) -> BudgetMeter:
+        """A meter for ``budget`` that tasks started with ``draw_on=[meter]`` (and
+        their subtrees) share; ``max_seconds`` counts from now; ``label`` names
+        it in errors ("budget of <label>"). Tools with ``budget=`` open one per lead run."""
+        check_budget_arguments("open_budget", (budget,), (), None)
+        return self._metering.open(budget, check_text("open_budget", "label", label))
+
+    @property
+    def price_table(self) -> PriceTable | None:
+        """Model name -> (input, output) price per million tokens, or None."""
+        return self._metering.price_table
+
     @property
     def backend(self) -> Backend:
         """The backend that runs this runtime's sub-agents."""
@@ -351,6 +393,9 @@ class SubagentRuntime:
         context: contextvars.Context | None = None,
         thread_id: str | None = None,
         background: bool = False,
+        budgets: Sequence[Budget] = (),
+        draw_on: Sequence[BudgetMeter] = (),
+        model_name: str | None = None,
     ) -> SubagentResult:
         """Register a task and start it when a slot is free. Returns its holder.
 
@@ -359,10 +404,14 @@ class SubagentRuntime:
         (default: an empty context; the task's own scope is added).
         ``thread_id``: the lead agent's thread the task belongs to (default:
         its parent's). ``background``: a background task, always a root (no
-        ``parent_id``), so no ancestor's end or stop reaches it.
+        ``parent_id``), so no ancestor's end or stop reaches it. ``budgets``:
+        new budgets of this task and its subtree; ``draw_on``: meters it also
+        draws on (``open_budget``); it draws on its ancestors' too.
+        ``model_name``: its model, checked against ``max_cost`` budgets.
 
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
-        ``CapacityError`` or ``RuntimeClosedError``; then nothing is registered.
+        ``CapacityError``, ``RuntimeClosedError``, ``BudgetExceeded`` (a budget
+        it draws on is spent) or ``UnpricedModelError``; then nothing is registered.
         """
         check_submission(
             subagent_name=subagent_name,
@@ -374,6 +423,7 @@ class SubagentRuntime:
             thread_id=thread_id,
             background=background,
         )
+        check_budget_arguments("submit", budgets, draw_on, model_name)
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
@@ -407,6 +457,8 @@ class SubagentRuntime:
                     f"{self.max_pending}); wait for some to finish or raise max_pending"
                 )
             task_id = task_id or uuid.uuid4().hex
+            label = f"task {task_id[:8]} ({subagent_name})"
+            meters, own = self._metering.meters_for(budgets, label, draw_on, parent, model_name)
             run_context = (context if context is not None else contextvars.Context()).copy()
             run_context.run(current_scope.set, TaskScope(task_id, self))
             entry = self._tasks.register(
@@ -430,6 +482,7 @@ class SubagentRuntime:
                 context=run_context,
                 settings=self._task_settings,
             )
+            self._metering.attach(entry, parent, meters, own)
             holder = entry.holder
             created = {"task": task, "depth": depth, "thread_id": holder.thread_id}
             self._publish_locked("created", holder, {**created, "background": background})
@@ -476,6 +529,9 @@ class SubagentRuntime:
                 if entry is not None:
                     what = f"{kind} without waiting for it"
                     self._orphans += self._tasks.stop_descendants(entry, what)
+            entry = self._tasks.get(holder.task_id)
+            if entry is not None:
+                self._metering.detach(entry)  # it draws on its budgets no more
             self._tasks.finished(holder.task_id)
             if self._closed and self._tasks.unfinished == 0 and self._backend_to_close:
                 # shutdown(wait=False) without cancel: the last task has ended.
@@ -522,6 +578,7 @@ class SubagentRuntime:
         ended = all(holder.wait(remaining(deadline)) for holder in unfinished)
         # At the deadline, runs still unwinding are abandoned by the backend
         # (their statuses are written): ``timeout`` bounds the whole shutdown.
+        self._metering.close()  # no budget deadline fires any more
         if not self._backend.shutdown(wait=True, deadline=deadline) or not ended:
             return False
         self._events.close(remaining(deadline))

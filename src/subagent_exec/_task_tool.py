@@ -40,12 +40,14 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from ._budget import Budget
 from ._checks import check_callable, check_text
 from ._config import INHERIT, SubagentConfig, check_configs
 from ._context import task_in_scope
 from ._delegation import Delegation, OutputSink, with_relay
 from ._errors import SubagentError
 from ._executor import SubagentExecutor
+from ._lead_budgets import LeadBudgets
 from ._lead_model import LeadModels
 from ._lead_thread import lead_scope
 from ._models import ModelSpec
@@ -97,6 +99,7 @@ class TaskTool(BaseTool):
     _on_event: EventListener | None = PrivateAttr(default=None)
     _lead_models: LeadModels | None = PrivateAttr(default=None)  # "inherit" under the middleware
     _stream_output: bool = PrivateAttr(default=False)  # task_output events (_output_relay.py)
+    _budgets: LeadBudgets | None = PrivateAttr(default=None)  # budget=: one meter per lead run
 
     #: Marks a tool that works only in the process of the runtime it belongs
     #: to: a remote backend leaves it on the driver and gives its workers a
@@ -199,14 +202,16 @@ class TaskTool(BaseTool):
         # a nested one inherits its parent's.
         scope = lead_scope(runtime) if task_in_scope(runtime) is None else None
         try:
+            budgets = self._budgets
             # The holder itself, not its id: with a small retain_max a child that
             # ends at once could be evicted before a lookup by id.
             holder = executor.start(
                 prompt,
                 callbacks=with_relay(tracing, output),
                 thread_id=scope.thread_id if scope is not None else None,
+                draw_on=budgets.draw_on(runtime, call_id=tool_call_id) if budgets else (),
             )
-        except (SubagentError, ValueError) as exc:  # depth, capacity, closed runtime
+        except (SubagentError, ValueError) as exc:  # depth, capacity, closed, budget spent
             return self._rejected(
                 tool_call_id, subagent_type, f"could not start sub-agent {subagent_type!r}: {exc}"
             )
@@ -293,8 +298,14 @@ def make_task_tool(
     *,
     on_event: EventListener | None = None,
     stream_subagent_output: bool = False,
+    budget: Budget | None = None,
 ) -> TaskTool:
     """Build the ``task`` tool that delegates to the given sub-agents.
+
+    ``budget``: limits shared by everything one run of the lead delegates
+    through this tool (one meter per lead run; docs/budgets.md). A sub-agent
+    stopped by a budget comes back as a ToolMessage with its partial answer
+    and what it used.
 
     ``stream_subagent_output``: every token of a sub-agent's model output also
     reaches the caller's stream as a ``task_output`` custom event (tagged with
@@ -320,6 +331,7 @@ def make_task_tool(
         name,
         on_event=on_event,
         stream_subagent_output=stream_subagent_output,
+        budget=budget,
     )
 
 
@@ -333,6 +345,7 @@ def build_task_tool(
     on_event: EventListener | None,
     stream_subagent_output: bool,
     lead_models: LeadModels | None = None,
+    budget: Budget | None = None,
 ) -> TaskTool:
     """``make_task_tool``, plus what ``SubagentMiddleware`` adds: ``lead_models``
     resolves ``model="inherit"`` to the lead agent's own model per call."""
@@ -368,6 +381,9 @@ def build_task_tool(
     tool._on_event = on_event
     tool._stream_output = stream_subagent_output
     tool._lead_models = lead_models
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(f"make_task_tool.budget must be a Budget or None, got {budget!r}")
+    tool._budgets = LeadBudgets(budget, per="run") if budget is not None else None
     for config in configs:
         # The default disallowed_tools names "task"; it keeps meaning "this
         # sub-agent does not delegate" whatever this tool is called.

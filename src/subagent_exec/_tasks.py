@@ -12,6 +12,8 @@ from typing import Any
 
 from ._checks import check_callable, check_number, check_optional_text, check_text
 from ._contract import RunEnding, RunFunction, RunOutcome, TaskTicket
+from ._meter import BudgetMeter
+from ._notes import Inbox
 from ._result import SubagentResult
 from ._slots import SlotState
 from ._status import SubagentStatus
@@ -36,6 +38,10 @@ class TaskSettings:
     ended: Callable[[RegisteredTask], list[RegisteredTask]]
     #: Interrupt these runs (outside the lock).
     interrupt: Callable[[list[RegisteredTask]], None]
+    #: Count a recorded AI message's usage and enforce budgets (_metering.py).
+    charge: Callable[[RegisteredTask, dict[str, Any]], None]
+    #: At a model call's entry: raise BudgetExceeded if a budget forbids it.
+    refuse: Callable[[RegisteredTask, str | None], None]
 
 
 class RegisteredTask(TaskTicket):
@@ -59,6 +65,14 @@ class RegisteredTask(TaskTicket):
         self._settings = settings
         # Invariant: used only under the runtime's lock (see _slots.py).
         self.slot: SlotState[RegisteredTask] = SlotState(self)
+        #: The meters of every budget this task draws on (its own, its
+        #: ancestors', its lead run's); set once, at registration (_metering.py).
+        self.meters: tuple[BudgetMeter, ...] = ()
+        #: The holders whose ``tree_usage`` counts this task's calls: its own,
+        #: then its ancestors' (kept even once they are forgotten).
+        self.counted_in: tuple[SubagentResult, ...] = (holder,)
+        #: Notes for its model (a budget's warning), taken before its next model call.
+        self.notes = Inbox()
 
     def __repr__(self) -> str:
         return f"<RegisteredTask {self._holder!r}>"
@@ -95,9 +109,19 @@ class RegisteredTask(TaskTicket):
 
     def record_ai_message(self, record: dict[str, Any], message_id: str) -> bool:
         # After a stop, only a grace period lets the call in flight deliver.
-        return self._holder._add_ai_message(
+        if not self._holder._add_ai_message(
             record, message_id, after_stop=self._settings.cancel_grace_seconds > 0
-        )
+        ):
+            return False
+        self._settings.charge(self, record)  # one model call: counted, budgets enforced
+        return True
+
+    def check_budget(self, model_name: str | None) -> None:
+        if self.meters:
+            self._settings.refuse(self, model_name)
+
+    def take_notes(self) -> list[str]:
+        return self.notes.take()
 
     def last_ai_text(self) -> str | None:
         return self._holder.last_ai_text()

@@ -141,6 +141,18 @@ class Usage:
             unpriced_calls=self.unpriced_calls + other.unpriced_calls,
         )
 
+    def summary(self) -> str:
+        """In words: ``"1500 tokens (1200 in, 300 out) in 3 model calls, cost 0.00036"``."""
+        calls = f"{self.model_calls} model call{'s' if self.model_calls != 1 else ''}"
+        text = (
+            f"{self.total_tokens} tokens ({self.input_tokens} in, {self.output_tokens} out) "
+            f"in {calls}"
+        )
+        if self.unreported_calls:
+            text += f" ({self.unreported_calls} reported no usage)"
+        cost = self.cost
+        return text + (f", cost {cost:.4g}" if cost is not None else ", cost unknown")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (events, ``GET /tasks/{id}``, the page)."""
         return {
