@@ -15,6 +15,7 @@ from ._config import INHERIT, SubagentConfig, model_name_of, model_to_build
 from ._context import task_in_scope
 from ._default import get_default_runtime
 from ._meter import BudgetMeter
+from ._metering import check_budget_arguments
 from ._models import ModelSpec, check_shareable
 from ._result import SubagentResult
 from ._run import SubagentRun, merge_callbacks
@@ -99,7 +100,12 @@ class SubagentExecutor:
         runtime = self.runtime
         if parent_id is None and not background:
             parent_id = task_in_scope(runtime)
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(
+                f"SubagentExecutor.start.budget must be a Budget or None, got {budget!r}"
+            )
         budgets = tuple(b for b in (self.config.budget, budget) if b is not None)
+        check_budget_arguments("SubagentExecutor.start", budgets, draw_on, None)
         run = SubagentRun(
             config=self.config,
             tools=tuple(self.tools),

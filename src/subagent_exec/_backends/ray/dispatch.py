@@ -299,6 +299,18 @@ class Dispatcher:
             self._loop.call_later(grace + ticket.cleanup_timeout_seconds, self._abandon, task)
         )
 
+    def send_notes(self, tickets: list[TaskTicket]) -> None:
+        """Send the budget notes waiting in these tasks' inboxes to their runs."""
+        for ticket in tickets:
+            task = self._tasks.get(ticket.task_id)
+            notes = ticket.take_notes()
+            if task is None or task.ended or task.member is None or not notes:
+                continue
+            try:
+                task.member.actor.note.remote(ticket.task_id, notes)
+            except Exception:  # the actor is gone: its stream will say so
+                logger.debug("%s could not send a budget note", ticket.log_prefix)
+
     def _flush_stops(self) -> None:
         batches, self._stop_batches = self._stop_batches, {}
         for actor, stops in batches.values():

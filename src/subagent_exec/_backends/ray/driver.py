@@ -140,6 +140,14 @@ class RayBackend:
         except RuntimeError:
             pass  # the driver loop is closed: every run is over
 
+    def forward_notes(self, tickets: list[TaskTicket]) -> None:
+        """Budget notes the runtime put in these tasks' inboxes: send them to
+        the runs on their actors (read before their next model call)."""
+        try:
+            self.loop.call_soon_threadsafe(self.dispatcher.send_notes, tickets)
+        except RuntimeError:
+            pass  # the driver loop is closed: every run is over
+
     def shutdown(self, *, wait: bool, deadline: float | None) -> bool:
         if self._thread is None or self._settings is None:
             return True

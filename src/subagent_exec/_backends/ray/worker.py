@@ -47,6 +47,8 @@ class WorkerRunHandle(RunHandle):
         self._cancel_reason: str | None = None
         self._seen: set[str] = set()
         self._last_text: str | None = None
+        #: Budget notes the driver sent, read before the next model call.
+        self._notes: list[str] = []
 
     @property
     def task_id(self) -> str:
@@ -84,6 +86,14 @@ class WorkerRunHandle(RunHandle):
 
     def last_ai_text(self) -> str | None:
         return self._last_text
+
+    def take_notes(self) -> list[str]:
+        # On the actor's loop, like note(): no lock needed.
+        notes, self._notes = self._notes, []
+        return notes
+
+    def add_notes(self, notes: list[str]) -> None:
+        self._notes += notes
 
     def stop(self, reason: str) -> bool:
         """Latch the driver's stop (the first one wins); sets the event the
@@ -185,6 +195,12 @@ class SubagentWorker:
         horizon = now - EARLY_STOP_TTL_SECONDS
         for task_id in [t for t, early in self._early_stops.items() if early[2] < horizon]:
             del self._early_stops[task_id]
+
+    async def note(self, task_id: str, notes: list[str]) -> None:
+        """Budget notes for a run, read before its next model call."""
+        run = self._runs.get(task_id)
+        if run is not None:
+            run.handle.add_notes(notes)
 
     async def deliver(self, task_id: str, request_id: str, reply: dict[str, Any]) -> None:
         """The driver's answer to a run's call (e.g. a delegated task's result)."""
