@@ -59,7 +59,7 @@ def test_every_public_name_of_the_package_is_exported() -> None:
 #: A holder's transitions are driven by the registry and the ticket only.
 HOLDER_TRANSITIONS = re.compile(
     r"(?<!self)\.(_start|_latch_stop|_finish|_add_ai_message|_record_event|_events_so_far"
-    r"|_stop_status)\b"
+    r"|_stop_status|_add_tree_usage)\b"
 )
 #: The runtime's private state, or a runtime's private methods, from outside.
 RUNTIME_PRIVATES = re.compile(r"\b(runtime|rt|self\.runtime|self\._runtime)\._[a-z]\w*")

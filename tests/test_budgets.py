@@ -306,10 +306,14 @@ def test_the_warning_comes_once_as_an_event_and_once_as_a_note(
     events = _events(rt)
     executor = SubagentExecutor(looper(tokens=100, heed=True), tools=[lookup], runtime=rt)
     holder = executor.execute("look", budget=Budget(max_tokens=1_000, warn_at=0.5))
-    # After 5 calls (500 tokens) the note arrives; the 6th call heeds it and answers.
+    # After 5 calls (500 tokens) the note is sent; the next call heeds it and
+    # answers. On Ray the note travels from the driver to the worker while the
+    # run goes on: it may arrive one call later (docs/budgets.md).
     assert holder.status is SubagentStatus.COMPLETED, holder.error
     assert holder.result == WARNED_ANSWER
-    assert holder.usage.model_calls == 6
+    assert holder.usage.model_calls == 6 or (
+        rt.backend.name == "ray" and holder.usage.model_calls == 7
+    )
     assert wait_until(lambda: any(e.is_terminal for e in events))
     warnings = [e for e in events if e.kind == "budget_warning"]
     assert len(warnings) == 1

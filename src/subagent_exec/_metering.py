@@ -150,8 +150,9 @@ class Metering:
         own: Sequence[BudgetMeter],
     ) -> None:
         """A task was registered (under the lock): index what it draws on."""
+        entry.prices = meters[0].prices if meters else self.price_table
         if parent is not None:
-            entry.counted_in = (entry.holder, *parent.counted_in)
+            entry.ancestors = (parent.holder, *parent.ancestors)
         if not meters:
             return
         entry.meters = meters
@@ -173,18 +174,17 @@ class Metering:
 
     # -- counting and enforcing -----------------------------------------------------------
 
-    def charge(self, entry: RegisteredTask, record: dict[str, Any]) -> None:
-        """Count one recorded AI message's model call (see the module docstring)."""
-        meters = entry.meters
-        prices = meters[0].prices if meters else self.price_table
-        usage = Usage.of_record(record, prices)
+    def charge(self, entry: RegisteredTask, record: dict[str, Any], usage: Usage) -> None:
+        """Count one recorded AI message's model call (``usage``, already in the
+        task's own sums) above the task (see the module docstring)."""
+        meters, prices = entry.meters, entry.prices
         warnings: list[tuple[BudgetMeter, BudgetWarning]] = []
         stopped: list[RegisteredTask] = []
         noted: list[RegisteredTask] = []
         with self._lock:
             holder = entry.holder
-            for counted in entry.counted_in:
-                counted._add_usage(usage, own=counted is holder)
+            for ancestor in entry.ancestors:
+                ancestor._add_tree_usage(usage)
             for meter in meters:
                 metered = usage if meter.prices is prices else Usage.of_record(record, meter.prices)
                 charged = meter.charge(metered)

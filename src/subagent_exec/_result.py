@@ -288,12 +288,10 @@ class SubagentResult:
             )
             return True
 
-    def _add_usage(self, usage: Usage, *, own: bool) -> None:
-        """Count one model call's usage: in ``tree_usage``, and in ``usage``
-        when the call was this task's own (the runtime calls it under the lock)."""
+    def _add_tree_usage(self, usage: Usage) -> None:
+        """Count one model call of a descendant in ``tree_usage`` (the runtime
+        calls it under the lock)."""
         with self._lock:
-            if own:
-                self.usage = self.usage + usage
             self.tree_usage = self.tree_usage + usage
 
     def _record_event(self, event: TaskEvent) -> None:
@@ -306,11 +304,18 @@ class SubagentResult:
             return list(self._history)
 
     def _add_ai_message(
-        self, message: dict[str, Any], message_id: str, *, after_stop: bool = False
+        self,
+        message: dict[str, Any],
+        message_id: str,
+        *,
+        after_stop: bool = False,
+        usage: Usage | None = None,
     ) -> bool:
         """Record an AI message once (by id). False for a duplicate, after the
         end, or once a stop was requested (unless ``after_stop``: a grace period
-        lets the call in flight at the stop finish, and its message counts)."""
+        lets the call in flight at the stop finish, and its message counts).
+        ``usage``: what its model call used, counted with it (and announced in
+        the ``ai_message`` event, so a page shows usage live)."""
         with self._lock:
             if (
                 message_id in self._ai_message_ids
@@ -320,5 +325,10 @@ class SubagentResult:
                 return False
             self._ai_message_ids.add(message_id)
             self.ai_messages.append(message)
-            self._on_event("ai_message", self, {"message": message})
+            data: dict[str, Any] = {"message": message}
+            if usage is not None:
+                self.usage = self.usage + usage
+                self.tree_usage = self.tree_usage + usage
+                data["usage"] = self.usage.to_dict()
+            self._on_event("ai_message", self, data)
             return True

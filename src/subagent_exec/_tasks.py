@@ -17,6 +17,7 @@ from ._notes import Inbox
 from ._result import SubagentResult
 from ._slots import SlotState
 from ._status import SubagentStatus
+from ._usage import PriceTable, Usage
 
 logger = logging.getLogger("subagent_exec")
 
@@ -38,10 +39,11 @@ class TaskSettings:
     ended: Callable[[RegisteredTask], list[RegisteredTask]]
     #: Interrupt these runs (outside the lock).
     interrupt: Callable[[list[RegisteredTask]], None]
-    #: Count a recorded AI message's usage and enforce budgets (_metering.py).
-    charge: Callable[[RegisteredTask, dict[str, Any]], None]
+    #: Count a recorded AI message's usage above the task and enforce budgets
+    #: (_metering.py; the default counts nothing more).
+    charge: Callable[[RegisteredTask, dict[str, Any], Usage], None] = lambda *_: None
     #: At a model call's entry: raise BudgetExceeded if a budget forbids it.
-    refuse: Callable[[RegisteredTask, str | None], None]
+    refuse: Callable[[RegisteredTask, str | None], None] = lambda *_: None
 
 
 class RegisteredTask(TaskTicket):
@@ -68,9 +70,11 @@ class RegisteredTask(TaskTicket):
         #: The meters of every budget this task draws on (its own, its
         #: ancestors', its lead run's); set once, at registration (_metering.py).
         self.meters: tuple[BudgetMeter, ...] = ()
-        #: The holders whose ``tree_usage`` counts this task's calls: its own,
-        #: then its ancestors' (kept even once they are forgotten).
-        self.counted_in: tuple[SubagentResult, ...] = (holder,)
+        #: The holders of its ancestors, whose ``tree_usage`` counts this
+        #: task's calls (kept even once they are forgotten).
+        self.ancestors: tuple[SubagentResult, ...] = ()
+        #: The price table its own calls' cost is counted with.
+        self.prices: PriceTable | None = None
         #: Notes for its model (a budget's warning), taken before its next model call.
         self.notes = Inbox()
 
@@ -109,11 +113,12 @@ class RegisteredTask(TaskTicket):
 
     def record_ai_message(self, record: dict[str, Any], message_id: str) -> bool:
         # After a stop, only a grace period lets the call in flight deliver.
+        usage = Usage.of_record(record, self.prices)  # one model call
         if not self._holder._add_ai_message(
-            record, message_id, after_stop=self._settings.cancel_grace_seconds > 0
+            record, message_id, after_stop=self._settings.cancel_grace_seconds > 0, usage=usage
         ):
             return False
-        self._settings.charge(self, record)  # one model call: counted, budgets enforced
+        self._settings.charge(self, record, usage)  # its ancestors, its budgets
         return True
 
     def check_budget(self, model_name: str | None) -> None:

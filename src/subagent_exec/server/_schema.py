@@ -32,6 +32,21 @@ class ErrorAnswer(_Open):
     detail: str
 
 
+class UsageAnswer(_Open):
+    """What model calls used (``SubagentResult.usage``; docs/budgets.md)."""
+
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+    cache_read_tokens: int = Field(ge=0)
+    model_calls: int = Field(ge=0)
+    #: In the price table's currency; ``None`` when a call's cost is not known.
+    cost: float | None
+    #: False when some call's model reported no token usage.
+    usage_reported: bool
+    unreported_calls: int = Field(ge=0)
+
+
 class TaskAnswer(_Open):
     task_id: str
     trace_id: str
@@ -56,6 +71,10 @@ class TaskAnswer(_Open):
     thread_id: str | None
     #: Started with ``start_task``: a root that outlives its lead's run.
     background: bool
+    #: What the task's own model calls used.
+    usage: UsageAnswer
+    #: What the task and every descendant used (forgotten ones included).
+    tree_usage: UsageAnswer
 
 
 class TaskDetailAnswer(TaskAnswer):
