@@ -31,6 +31,7 @@ export function ensureTask(id, parentId, name) {
       completedAt: null, reason: null, error: null, result: null,
       messages: [], messageKeys: new Set(), messageCount: 0, messagesReordered: false,
       fullLoaded: false, lastSeq: 0, thread: null, background: false,
+      usage: null, // its own model calls' usage (docs/budgets.md), live from events
     };
     tasks.set(id, t);
   }
@@ -83,8 +84,15 @@ function setThread(t, thread, background) {
   if (background) t.background = true;
 }
 
+// Usage only grows: keep whichever of two readings counts more model calls.
+function setUsage(t, usage) {
+  if (!usage || typeof usage !== "object") return;
+  if (!t.usage || (usage.model_calls || 0) >= (t.usage.model_calls || 0)) t.usage = usage;
+}
+
 export function mergeSnapshot(d) {
   const t = ensureTask(d.task_id, d.parent_id, d.subagent_name);
+  setUsage(t, d.usage);
   setThread(t, d.thread_id, d.background);
   t.text = d.task || t.text;
   t.createdAt = t.createdAt ?? isoSeconds(d.created_at);
@@ -123,8 +131,10 @@ export function applyEvent(ev) {
     case "ai_message":
       if (data.message) addMessage(t, data.message);
       else t.messageCount += 1;
+      setUsage(t, data.usage);
       break;
     default:
+      if (TERMINAL.has(ev.kind)) setUsage(t, data.usage);
       if (TERMINAL.has(ev.kind) && !TERMINAL.has(t.status)) {
         t.completedAt = ev.timestamp;
         const outcome = ev.outcome || {};
@@ -251,6 +261,45 @@ export function detailOf(t) {
   else if (t.status === "failed" || t.status === "timed_out") text = t.error || t.reason || "";
   else if (t.status === "cancelled" || t.stopping) text = t.reason || "";
   return nameIds(text);
+}
+
+// ---- usage ---------------------------------------------------------------------
+// The run a task is drawn in (the task itself for a run card).
+export function runOf(t) {
+  let run = t;
+  for (let place = placeOf(run); place; place = placeOf(run)) run = tasks.get(place.parentId);
+  return run;
+}
+
+// Each run's usage: the sum of its tasks' own usage (cost unknown once one is).
+export function runUsage() {
+  const sums = new Map(); // run id -> {total_tokens, model_calls, cost}
+  for (const t of tasks.values()) {
+    if (!t.usage) continue;
+    const id = runOf(t).id;
+    const sum = sums.get(id) || { total_tokens: 0, model_calls: 0, cost: 0 };
+    sum.total_tokens += t.usage.total_tokens || 0;
+    sum.model_calls += t.usage.model_calls || 0;
+    sum.cost = sum.cost === null || t.usage.cost === null ? null : sum.cost + (t.usage.cost || 0);
+    sums.set(id, sum);
+  }
+  return sums;
+}
+
+function compact(n) {
+  if (n < 1000) return String(n);
+  if (n < 1e6) return (n / 1000).toFixed(n < 1e4 ? 1 : 0) + "k";
+  return (n / 1e6).toFixed(n < 1e7 ? 2 : 1) + "M";
+}
+
+// "1.2k tokens · cost 0.0031" ("3 calls" for a model that reports no usage).
+export function usageText(u) {
+  if (!u || !u.model_calls) return "";
+  let text = u.total_tokens || u.usage_reported !== false
+    ? compact(u.total_tokens || 0) + " tokens"
+    : u.model_calls + (u.model_calls === 1 ? " call" : " calls");
+  if (typeof u.cost === "number") text += " · cost " + Number(u.cost.toPrecision(3));
+  return text;
 }
 
 export function argText(value) {

@@ -3,7 +3,7 @@
 
 import {
   LABELS, TERMINAL, argText, cleared, detailOf, elapsedOf, endedTest, formatElapsed,
-  localTime, nameIds, page, placeOf, shortId, tasks, threadsToStop,
+  localTime, nameIds, page, placeOf, runUsage, shortId, tasks, threadsToStop, usageText,
 } from "./model.js";
 
 // What the view asks of the page (app.js fills these in with startView).
@@ -143,6 +143,9 @@ function makeView(t) {
   const head = el("div", "run-head");
   const runLabel = makeClip("run-label");
   const runStart = el("span", "run-start");
+  // What the whole run used so far (tokens, and cost when every price is known).
+  const runUsageNode = el("span", "run-usage");
+  runUsageNode.title = "tokens (and cost) of every task of this run, live";
   const clearRun = button("clear-run", "Clear", () => {
     hooks.toggleCleared(t.id);
   });
@@ -156,7 +159,7 @@ function makeView(t) {
   });
   stopThread.title = "Stop every task of this run's thread, background tasks included";
   stopThread.hidden = true;
-  head.append(runLabel.box, runStart, stopThread, clearRun);
+  head.append(runLabel.box, runStart, runUsageNode, stopThread, clearRun);
   head.hidden = true;
 
   const row = el("div", "row");
@@ -171,6 +174,8 @@ function makeView(t) {
   who.append(name, sid, bgTag);
   const what = makeClip("what");
   const elapsed = el("span", "elapsed");
+  const usage = el("span", "usage");
+  usage.title = "what this task's own model calls used";
   const stop = button("stop", "Stop", () => {
     // Feedback now, not at the next frame: the click must visibly register.
     stop.textContent = "Stopping…";
@@ -194,8 +199,8 @@ function makeView(t) {
   bgBox.append(el("div", "bg-title", "Background"), bgList);
   bgBox.hidden = true;
   const view = {
-    wrap, head, runLabel, runStart, clearRun, stopThread, chip, name, bgTag, what, elapsed,
-    stop, detail, msgs, msgList, msgToggle: null, msgsOpen: false, msgsShown: 0,
+    wrap, head, runLabel, runStart, runUsage: runUsageNode, clearRun, stopThread, chip, name,
+    bgTag, what, elapsed, usage, stop, detail, msgs, msgList, msgToggle: null, msgsOpen: false, msgsShown: 0,
     children: el("div", "children"), bgBox, bgList, shown: {},
   };
   view.msgToggle = button("msgs-toggle", "", () => {
@@ -212,7 +217,7 @@ function makeView(t) {
   msgs.append(msgList);
   msgs.hidden = true;
 
-  row.append(chip, who, what.box, elapsed, stop, detail.box, msgs);
+  row.append(chip, who, what.box, elapsed, usage, stop, detail.box, msgs);
   wrap.append(head, row, view.children, bgBox);
   return view;
 }
@@ -269,6 +274,7 @@ function render() {
   }
   const treeEnded = endedTest();
   const stoppable = threadsToStop();
+  const usageOfRuns = runUsage();
   const withBackground = new Set(); // ids of views with background tasks drawn in them
   let finishedShown = 0;
   let clearedRuns = 0;
@@ -303,6 +309,8 @@ function render() {
       setClip(view.runLabel, nameIds(t.text) || t.name);
       const start = t.startedAt ?? t.createdAt;
       put(view, "runStart", view.runStart, "textContent", start === null ? "" : "started " + localTime(start));
+      const used = usageText(usageOfRuns.get(t.id));
+      put(view, "runUsage", view.runUsage, "textContent", used ? "run: " + used : "");
       put(view, "clearHidden", view.clearRun, "hidden", !ended && !isCleared);
       put(view, "clearText", view.clearRun, "textContent", isCleared ? "Restore" : "Clear");
       // "Stop all": the run's thread has background tasks and unfinished work.
@@ -324,6 +332,7 @@ function render() {
     // A run's prompt is its label: its lead task's row does not repeat it.
     setClip(view.what, isRun ? "" : nameIds(t.text));
     put(view, "elapsed", view.elapsed, "textContent", formatElapsed(elapsedOf(t)));
+    put(view, "usage", view.usage, "textContent", usageText(t.usage));
     const detail = terminal || t.stopping ? detailOf(t) : "";
     setClip(view.detail, detail);
     put(view, "detailHidden", view.detail.box, "hidden", !detail);
