@@ -145,7 +145,8 @@ class SubagentExecutor:
             getattr(m, "delivers_budget_notes", False) for m in middleware
         ):
             return middleware
-        inherited = runtime.budgets_of(parent_id) if parent_id is not None else ()
+        parent = runtime.get(parent_id) if parent_id is not None else None
+        inherited = parent.budgets if parent is not None else ()
         warning = [*budgets, *(m.budget for m in (*draw_on, *inherited))]
         if any(b.warn_at is not None for b in warning):
             return (*middleware, BudgetNotesMiddleware())

@@ -45,7 +45,8 @@ class LeadBudgets:
         if caller is not None and self.per == "run":
             with self._lock:
                 opened = set(self._meters.values())
-            if any(meter in opened for meter in runtime.budgets_of(caller)):
+            holder = runtime.get(caller)
+            if holder is not None and any(meter in opened for meter in holder.budgets):
                 return ()
         if self.per == "thread":
             key, label = thread_id or f"call-{call_id}", f"thread {thread_id}"

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._budget import Budget, BudgetWarning, Overrun
+from ._checks import check_text
 from ._errors import BudgetExceeded
 from ._meter import BudgetClock, BudgetMeter
 from ._registry import Registry
@@ -95,6 +96,12 @@ class Metering:
             meter.start(self._the_clock(), self._on_time)
         return meter
 
+    def open_checked(self, budget: object, label: object) -> BudgetMeter:
+        """``runtime.open_budget``: its arguments checked, then :meth:`open`."""
+        check_budget_arguments("open_budget", (budget,), (), None)
+        assert isinstance(budget, Budget)
+        return self.open(budget, check_text("open_budget", "label", label))
+
     def _the_clock(self) -> BudgetClock:
         with self._clock_lock:
             if self._clock is None:
@@ -123,6 +130,7 @@ class Metering:
         ``BudgetExceeded`` if one has nothing left for a new task;
         ``UnpricedModelError`` for a ``max_cost`` budget and a model of known
         name but unknown price. Call under the lock, before registering."""
+        check_budget_arguments("submit", budgets, draw_on, model_name)
         own = [self.open(budget, label) for budget in budgets]
         inherited = parent.meters if parent is not None else ()
         meters = tuple(dict.fromkeys([*own, *draw_on, *inherited]))
@@ -155,14 +163,16 @@ class Metering:
             entry.ancestors = (parent.holder, *parent.ancestors)
         if not meters:
             return
-        entry.meters = meters
+        entry.meters = entry.holder.budgets = meters
         for meter in meters:
             self._drawing.setdefault(meter, {})[entry.task_id] = entry
         if own:
             self._owned[entry.task_id] = list(own)
 
-    def detach(self, entry: RegisteredTask) -> None:
+    def detach(self, entry: RegisteredTask | None) -> None:
         """A task reached its terminal status (under the lock)."""
+        if entry is None:
+            return
         for meter in entry.meters:
             drawing = self._drawing.get(meter)
             if drawing is not None:
@@ -175,16 +185,16 @@ class Metering:
     # -- counting and enforcing -----------------------------------------------------------
 
     def charge(self, entry: RegisteredTask, record: dict[str, Any], usage: Usage) -> None:
-        """Count one recorded AI message's model call (``usage``, already in the
-        task's own sums) above the task (see the module docstring)."""
+        """Charge one recorded AI message's model call (``usage``, already in
+        the task's and its ancestors' sums) to its budgets (see the module docstring)."""
         meters, prices = entry.meters, entry.prices
         warnings: list[tuple[BudgetMeter, BudgetWarning]] = []
         stopped: list[RegisteredTask] = []
         noted: list[RegisteredTask] = []
+        if not meters:
+            return
         with self._lock:
             holder = entry.holder
-            for ancestor in entry.ancestors:
-                ancestor._add_tree_usage(usage)
             for meter in meters:
                 metered = usage if meter.prices is prices else Usage.of_record(record, meter.prices)
                 charged = meter.charge(metered)
@@ -269,7 +279,3 @@ class Metering:
                 stopped = self._spend_locked(meter, what)
         self._after(stopped, noted)
 
-    # -- reading --------------------------------------------------------------------------
-
-    def meters_of(self, entry: RegisteredTask | None) -> tuple[BudgetMeter, ...]:
-        return entry.meters if entry is not None else ()

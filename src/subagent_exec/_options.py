@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ._checks import check_int, check_number, check_text
+from ._usage import check_price_table
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class RuntimeOptions:
     cancel_grace_seconds: float = 0.0
     cleanup_timeout_seconds: float = 10.0
     name: str = "subagent"
+    #: Model name -> (input, output) price per million tokens (read-only copy).
+    price_table: Mapping[str, tuple[float, float]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         owner = "SubagentRuntime"
@@ -44,6 +48,9 @@ class RuntimeOptions:
             finite=True,
         )
         check_text(owner, "name", self.name)
+        object.__setattr__(
+            self, "price_table", check_price_table(owner, "price_table", self.price_table)
+        )
         for name in ("retain_ttl_seconds", "cancel_grace_seconds", "cleanup_timeout_seconds"):
             value = getattr(self, name)
             if value is not None:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._events import TaskEvent
+from ._meter import BudgetMeter
 from ._status import SubagentStatus
 from ._usage import NO_USAGE, Usage
 
@@ -104,6 +105,9 @@ class SubagentResult:
         #: What this task and every descendant used, kept as they are charged
         #: (so descendants forgotten by retention still count).
         self.tree_usage: Usage = NO_USAGE
+        #: The meters of every budget the task draws on: its own budgets first,
+        #: then those it was given (a lead run's), then its ancestors'.
+        self.budgets: tuple[BudgetMeter, ...] = ()
         #: The stop_reason a latched stop writes ("budget"), whatever the run says.
         self._latched_stop_reason: str | None = None
         self._status = SubagentStatus.PENDING

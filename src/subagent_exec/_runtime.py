@@ -22,21 +22,21 @@ from typing import Any
 
 from ._backends import load_backend
 from ._budget import Budget
-from ._checks import check_callable, check_number, check_task_id, check_text
+from ._checks import check_callable, check_number, check_task_id
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
 from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._exit import register_exit_hook
 from ._meter import BudgetMeter
-from ._metering import Metering, check_budget_arguments
+from ._metering import Metering
 from ._options import RuntimeOptions
 from ._registry import Registry
 from ._result import SubagentResult
 from ._slots import SlotPool
 from ._status import SubagentStatus, status_filter
 from ._tasks import RegisteredTask, TaskSettings, check_submission
-from ._usage import PriceTable, Usage, check_price_table
+from ._usage import Usage
 from ._waiting import CALLER_CANCELLED, TaskWaiter, check_wait
 
 logger = logging.getLogger("subagent_exec")
@@ -82,6 +82,7 @@ class SubagentRuntime:
             cancel_grace_seconds=cancel_grace_seconds,
             cleanup_timeout_seconds=cleanup_timeout_seconds,
             name=name,
+            price_table=price_table,
         )
         self.options = options
         self.max_workers, self.max_pending = options.max_workers, options.max_pending
@@ -110,13 +111,11 @@ class SubagentRuntime:
                 cleanup_timeout_seconds=self.cleanup_timeout_seconds,
             )
         )
-        self._metering = Metering(
-            name=name,
-            lock=self._lock,
-            price_table=check_price_table("SubagentRuntime", "price_table", price_table),
-            publish=self._publish_locked,
-            interrupt=self._interrupt,
-            forward_notes=getattr(self._backend, "forward_notes", None),  # a remote backend's
+        self.price_table = options.price_table
+        self._metering = Metering(  # budgets and usage sums (a remote backend forwards notes)
+            name=name, lock=self._lock, price_table=options.price_table,
+            publish=self._publish_locked, interrupt=self._interrupt,
+            forward_notes=getattr(self._backend, "forward_notes", None),
         )
         self._task_settings = TaskSettings(
             lock=self._lock,
@@ -268,33 +267,18 @@ class SubagentRuntime:
             }
 
     def tree_usage(self, task_id: str) -> Usage:
-        """What a task and every descendant used, summed as they ran (so
-        descendants already forgotten by retention count). ``UnknownTaskError``
-        if the task is not registered (its holder's ``tree_usage`` stays)."""
+        """What a task and every descendant used, summed as they ran (descendants
+        forgotten by retention count). ``UnknownTaskError`` if not registered."""
         holder = self.get(task_id)
         if holder is None:
             raise UnknownTaskError(f"no task {task_id!r} in runtime {self.name!r}")
         return holder.tree_usage
 
-    def budgets_of(self, task_id: str) -> tuple[BudgetMeter, ...]:
-        """The meters of every budget a registered task draws on (its own
-        first, then those it was given, then its ancestors'); () if none or unknown."""
-        check_task_id("budgets_of", "task_id", task_id)
-        with self._lock:
-            entry = self._tasks.get(task_id)
-            return entry.meters if entry is not None else ()
-
     def open_budget(self, budget: Budget, *, label: str) -> BudgetMeter:
-        """A meter for ``budget`` that tasks started with ``draw_on=[meter]`` (and
-        their subtrees) share; ``max_seconds`` counts from now; ``label`` names
-        it in errors ("budget of <label>"). Tools with ``budget=`` open one per lead run."""
-        check_budget_arguments("open_budget", (budget,), (), None)
-        return self._metering.open(budget, check_text("open_budget", "label", label))
-
-    @property
-    def price_table(self) -> PriceTable | None:
-        """Model name -> (input, output) price per million tokens, or None."""
-        return self._metering.price_table
+        """A meter of ``budget`` shared by the tasks started with ``draw_on=[it]``
+        and their subtrees; ``max_seconds`` counts from now; ``label`` names it
+        in errors ("budget of <label>")."""
+        return self._metering.open_checked(budget, label)
 
     @property
     def backend(self) -> Backend:
@@ -406,8 +390,7 @@ class SubagentRuntime:
         its parent's). ``background``: a background task, always a root (no
         ``parent_id``), so no ancestor's end or stop reaches it. ``budgets``:
         new budgets of this task and its subtree; ``draw_on``: meters it also
-        draws on (``open_budget``); it draws on its ancestors' too.
-        ``model_name``: its model, checked against ``max_cost`` budgets.
+        draws on (besides its ancestors'); ``model_name``: for ``max_cost``.
 
         Raises ``ValueError`` (bad id, unknown parent), ``DepthError``,
         ``CapacityError``, ``RuntimeClosedError``, ``BudgetExceeded`` (a budget
@@ -423,7 +406,6 @@ class SubagentRuntime:
             thread_id=thread_id,
             background=background,
         )
-        check_budget_arguments("submit", budgets, draw_on, model_name)
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
@@ -529,9 +511,7 @@ class SubagentRuntime:
                 if entry is not None:
                     what = f"{kind} without waiting for it"
                     self._orphans += self._tasks.stop_descendants(entry, what)
-            entry = self._tasks.get(holder.task_id)
-            if entry is not None:
-                self._metering.detach(entry)  # it draws on its budgets no more
+            self._metering.detach(self._tasks.get(holder.task_id))  # draws on nothing now
             self._tasks.finished(holder.task_id)
             if self._closed and self._tasks.unfinished == 0 and self._backend_to_close:
                 # shutdown(wait=False) without cancel: the last task has ended.

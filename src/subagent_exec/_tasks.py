@@ -118,7 +118,9 @@ class RegisteredTask(TaskTicket):
             record, message_id, after_stop=self._settings.cancel_grace_seconds > 0, usage=usage
         ):
             return False
-        self._settings.charge(self, record, usage)  # its ancestors, its budgets
+        for ancestor in self.ancestors:
+            ancestor._add_tree_usage(usage)
+        self._settings.charge(self, record, usage)  # its budgets
         return True
 
     def check_budget(self, model_name: str | None) -> None:
