@@ -43,7 +43,7 @@ from .helpers import SETTLE, terminal, wait_until
 MakeRuntime = Callable[..., SubagentRuntime]
 ERROR = re.compile(
     r"BudgetExceeded: (max_tokens|max_model_calls|max_cost) ([\d.]+)/([\d.]+) "
-    r"\(budget of (task [0-9a-f]{8} \(\w+\)|lead run [\w-]+)\)"
+    r"\(budget of (task [0-9a-f]{32} \(\w+\)|lead run [\w-]+)\)"
 )
 
 
@@ -147,7 +147,7 @@ def test_a_limit_stops_a_task_started_with_execute_async(
     match = ERROR.fullmatch(holder.error or "")
     assert match is not None, holder.error
     assert match.group(1) == limit
-    assert match.group(4) == f"task {task_id[:8]} (looper)"
+    assert match.group(4) == f"task {task_id} (looper)"
     assert holder.usage.model_calls == calls
     # The partial answer is kept: the text of its last message.
     assert holder.result == f"progress after {calls - 1} lookups"
@@ -161,7 +161,7 @@ def test_max_seconds_times_out_a_task(make_backend_runtime: MakeRuntime) -> None
     holder = terminal(rt.get(task_id), SETTLE * 2)
     assert holder.status is SubagentStatus.TIMED_OUT
     assert holder.stop_reason == "budget"
-    assert re.fullmatch(r"TimeoutError: max_seconds [\d.]+/0\.6 \(budget of task \w{8} "
+    assert re.fullmatch(r"TimeoutError: max_seconds [\d.]+/0\.6 \(budget of task \w{32} "
                         r"\(looper\)\)", holder.error or ""), holder.error
     assert 0.55 < time.monotonic() - started < 0.6 + SETTLE
 
@@ -178,7 +178,7 @@ def test_a_call_in_flight_is_not_cut_off_overshoot_is_one_call(
     assert holder.usage.model_calls == 2 and holder.usage.total_tokens == 200
     assert len(holder.ai_messages) == 2
     assert holder.error == (f"BudgetExceeded: max_tokens 200/150 (budget of task "
-                            f"{holder.task_id[:8]} (looper))")
+                            f"{holder.task_id} (looper))")
 
 
 def test_landing_on_a_limit_completes_the_last_call(make_backend_runtime: MakeRuntime) -> None:
@@ -217,7 +217,7 @@ def test_a_root_budget_stops_the_whole_tree_from_depth_3(
         terminal(member)
         assert member.status is status, (member, member.error)
         assert member.stop_reason == "budget"
-        assert f"(budget of task {holder.task_id[:8]} (root))" in (member.error or "")
+        assert f"(budget of task {holder.task_id} (root))" in (member.error or "")
     if status is SubagentStatus.FAILED:
         assert ERROR.fullmatch(holder.error or ""), holder.error
         used = rt.tree_usage(holder.task_id) if rt.get(holder.task_id) else holder.tree_usage
@@ -321,7 +321,7 @@ def test_the_warning_comes_once_as_an_event_and_once_as_a_note(
     data = warnings[0].data
     assert data["limit"] == "max_tokens" and data["used"] == 500 and data["allowed"] == 1_000
     assert data["note"] == "You have used 50% of your token budget: finish with what you have."
-    assert data["budget_of"] == f"task {holder.task_id[:8]} (looper)"
+    assert data["budget_of"] == f"task {holder.task_id} (looper)"
 
 
 def test_warnings_can_be_turned_off(make_runtime: MakeRuntime) -> None:
@@ -443,7 +443,7 @@ def test_a_task_draws_on_every_budget_above_it(make_runtime: MakeRuntime) -> Non
     # stops what draws on it (the leaf); the root goes on with the answer.
     assert child.stop_reason == "budget"
     assert child.error == (
-        f"BudgetExceeded: max_model_calls 50/50 (budget of task {child_id[:8]} (leaf))"
+        f"BudgetExceeded: max_model_calls 50/50 (budget of task {child_id} (leaf))"
     )
     assert holder.status is SubagentStatus.COMPLETED
     assert "was stopped by its budget" in (holder.result or "")

@@ -52,6 +52,17 @@ def test_demo_runs_offline_and_stops_what_it_says() -> None:
     assert re.search(r"Background task of run A: news-scout #\w{8} completed; its findings "
                      r"were pushed", out), out
     assert "Latest news: Two announcements this week" in out
+    # Run C has a budget for its whole tree: when it is spent, the run stops.
+    assert re.search(r"run C · lead-agent #\w{8} · failed after [\d.]+ s: BudgetExceeded: "
+                     r"max_tokens \d+/900 \(budget of task lead-agent #\w{8}\)", out), out
+    by_budget = re.search(r"Budget of run C: BudgetExceeded: max_tokens (\d+)/900 .*; (\d+)/(\d+) "
+                          r"of its tasks stopped by it", out)
+    assert by_budget is not None, out
+    assert int(by_budget.group(1)) > 900 and int(by_budget.group(2)) >= 1
+    used = dict(re.findall(r"^Run ([ABC]) used (\d+) tokens \(\d+ in, \d+ out\) in \d+ model "
+                           r"calls, cost [\d.e-]+$", out, re.M))
+    assert set(used) == {"A", "B", "C"}, out
+    assert int(used["C"]) == int(by_budget.group(1))
 
 
 def test_demo_without_rich_prints_plain_lines_and_a_hint() -> None:

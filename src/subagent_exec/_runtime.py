@@ -439,7 +439,7 @@ class SubagentRuntime:
                     f"{self.max_pending}); wait for some to finish or raise max_pending"
                 )
             task_id = task_id or uuid.uuid4().hex
-            label = f"task {task_id[:8]} ({subagent_name})"
+            label = f"task {task_id} ({subagent_name})"
             meters, own = self._metering.meters_for(budgets, label, draw_on, parent, model_name)
             run_context = (context if context is not None else contextvars.Context()).copy()
             run_context.run(current_scope.set, TaskScope(task_id, self))

@@ -1,6 +1,6 @@
 """The offline demo (``make demo`` / ``python -m subagent_exec.demo``).
 
-Two runs of the bundled lead agent (:mod:`subagent_exec.demo_agents`) share
+Three runs of the bundled lead agent (:mod:`subagent_exec.demo_agents`) share
 one runtime. Each lead delegates through its ``task`` tool to two
 researchers in parallel, each researcher to a fact-checker, then to a
 writer: every sub-agent on its own event loop, scripted fake models whose
@@ -9,8 +9,11 @@ news scout in the background (``start_task``) and works on; the scout's
 findings are pushed into its turns when they arrive. The tree is shown live
 with statuses and elapsed times. Mid-way the "user" stops one researcher of
 the first run (its lead gets a "cancelled" tool result and carries on) and
-then the whole second run (every descendant stops). Final statuses and
-timings are printed at the end.
+then the whole second run (every descendant stops). The third run has a
+budget of :data:`RUN_C_TOKENS` tokens for itself and everything it delegates:
+when its tree has used them up, every task of it still running is stopped
+(FAILED, ``stop_reason="budget"``). Final statuses, timings and what each run
+used (tokens, and cost at the demo's made-up prices) are printed at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 import uuid
 
+from ._budget import Budget
 from ._config import SubagentConfig
 from ._display import LiveTree
 from ._display_text import name_task_ids, task_ref
@@ -27,21 +31,28 @@ from ._executor import SubagentExecutor
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
-from .demo_agents import build_demo_lead_agent
+from .demo_agents import DEMO_PRICES, build_demo_lead_agent
 
 QUESTIONS = (
     "Compare solid-state batteries and heat pumps for a short briefing.",
     "Summarise the state of grid-scale storage for a short briefing.",
+    "Summarise offshore wind for a short briefing.",
 )
+#: Run C's budget: a whole run takes about 2,100 tokens, so it stops mid-way.
+RUN_C_TOKENS = 900
 
 
-def _lead_config(runtime: SubagentRuntime, speed: float, background: bool) -> SubagentConfig:
+def _lead_config(
+    runtime: SubagentRuntime, speed: float, background: bool, budget: Budget | None = None
+) -> SubagentConfig:
     # The lead agent itself runs as a root task, so its task-tool children
-    # become its children in the tree and one stop reaches all of them.
+    # become its children in the tree and one stop reaches all of them; a
+    # budget on it counts the lead's own model calls and all of theirs.
     return SubagentConfig(
         name="lead-agent",
         graph_factory=lambda: build_demo_lead_agent(runtime, speed=speed, background=background),
         timeout_seconds=120,
+        budget=budget,
     )
 
 
@@ -82,16 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    print("subagent-exec demo: two lead agents delegating to sub-agents on one runtime")
+    print("subagent-exec demo: three lead agents delegating to sub-agents on one runtime")
     print("(every sub-agent runs on its own event loop; models are scripted and offline)\n")
-    with SubagentRuntime(max_workers=8) as runtime:
+    with SubagentRuntime(max_workers=12, price_table=DEMO_PRICES) as runtime:
         with_scout = SubagentExecutor(_lead_config(runtime, args.speed, True), runtime=runtime)
         plain = SubagentExecutor(_lead_config(runtime, args.speed, False), runtime=runtime)
+        budget = Budget(max_tokens=RUN_C_TOKENS)
+        budgeted = SubagentExecutor(
+            _lead_config(runtime, args.speed, False, budget), runtime=runtime
+        )
         started = time.perf_counter()
         with LiveTree(runtime) as live:
             run_a, run_b = _start_run(with_scout, QUESTIONS[0]), _start_run(plain, QUESTIONS[1])
-            root_a, root_b = runtime.get(run_a), runtime.get(run_b)
-            assert root_a is not None and root_b is not None
+            run_c = _start_run(budgeted, QUESTIONS[2])
+            root_a, root_b, root_c = runtime.get(run_a), runtime.get(run_b), runtime.get(run_c)
+            assert root_a is not None and root_b is not None and root_c is not None
 
             def elapsed() -> float:
                 return time.perf_counter() - started
@@ -131,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 holder.wait(10)
             stop_tree_latency = time.perf_counter() - t0
             root_a.wait(60)
+            root_c.wait(60)
+            tree_c = [root_c, *_descendants(runtime, root_c)]
+            for holder in tree_c:
+                holder.wait(10)
             scouts = [h for h in runtime.list_tasks(thread_id=run_a) if h.background]
             for scout in scouts:
                 scout.wait(60)
@@ -140,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             live.print_final_tree("Final statuses")
         label_a, label_b = live.runs.label(run_a), live.runs.label(run_b)
+        label_c = live.runs.label(run_c)
         cancelled = sum(1 for h in tree_b if h.status is SubagentStatus.CANCELLED)
         print()
         if stop_one_latency is not None:
@@ -152,12 +173,20 @@ def main(argv: list[str] | None = None) -> int:
             f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, "
             f"the last one {stop_tree_latency * 1000:.1f} ms after the request"
         )
+        by_budget = sum(1 for h in tree_c if h.stop_reason == "budget")
+        print(
+            f"Budget of {label_c}: {name_task_ids(root_c.error or 'not spent', runtime.get)}; "
+            f"{by_budget}/{len(tree_c)} of its tasks stopped by it (failed, stop reason "
+            "\"budget\")"
+        )
+        for label, root in ((label_a, root_a), (label_b, root_b), (label_c, root_c)):
+            print(f"{label[0].upper()}{label[1:]} used {root.tree_usage.summary()}")
         for scout in scouts:
             print(
                 f"Background task of {label_a}: {task_ref(scout.subagent_name, scout.task_id)} "
                 f"{scout.status.value}; its findings were pushed into the lead's turns"
             )
-        print(f"Wall time: {total:.2f} s for two runs of {len(runtime.list_tasks())} tasks")
+        print(f"Wall time: {total:.2f} s for three runs of {len(runtime.list_tasks())} tasks")
         if root_a.result:
             answer = name_task_ids(root_a.result, runtime.get).replace("\n", "\n  ")
             print(f"\n{label_a[0].upper()}{label_a[1:]}'s answer:\n  {answer}")

@@ -22,17 +22,25 @@ The scout is a root task of the lead's thread, not a child of the lead.
 
 ``speed`` scales every latency: 1.0 takes about 6 s, 0.0 runs as fast as
 the machinery allows (benchmarks, tests).
+
+Every scripted reply reports token usage (a made-up count from the lengths of
+the texts, deterministic) as model :data:`DEMO_MODEL`, priced in
+:data:`DEMO_PRICES`, so budgets and the page's token counts have something to
+count. ``budget``: a ``Budget`` shared by everything one run of the lead
+delegates (``SubagentMiddleware(budget=...)``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
+from ._budget import Budget
 from ._checks import check_number
 from ._config import SubagentConfig
 from ._middleware import SubagentMiddleware
@@ -40,12 +48,24 @@ from ._runtime import SubagentRuntime
 from ._task_tool import EventListener
 from .testing import ScriptedChatModel, tool_call, tool_calls
 
-__all__ = ["DEMO_QUESTION", "build_demo_lead_agent", "demo_subagents", "demo_tools"]
+__all__ = [
+    "DEMO_MODEL",
+    "DEMO_PRICES",
+    "DEMO_QUESTION",
+    "build_demo_lead_agent",
+    "demo_subagents",
+    "demo_tools",
+]
 
 DEMO_QUESTION = "Compare solid-state batteries and heat pumps for a short briefing."
 
 #: What each researcher covers; one researcher per aspect, in parallel.
 ASPECTS = ("how it works", "costs and adoption")
+
+#: The name every scripted demo model reports, and its made-up prices per
+#: million (input, output) tokens: pass ``price_table=DEMO_PRICES`` to the runtime.
+DEMO_MODEL = "demo-model"
+DEMO_PRICES = {DEMO_MODEL: (0.15, 0.60)}
 
 MODEL_SECONDS = 0.6  # one model call, at speed 1.0
 SEARCH_SECONDS = 1.0  # one web_search call, at speed 1.0
@@ -74,7 +94,7 @@ def demo_subagents(*, speed: float = 1.0) -> list[SubagentConfig]:
             name="researcher",
             description="Researches one aspect of a question; may hand claims to a fact-checker.",
             system_prompt="You research one aspect of a question and report findings.",
-            model=ScriptedChatModel(router=_researcher, latency=latency),
+            model=_model(_researcher, latency),
             tools=["web_search", "task"],
             disallowed_tools=(),  # researchers may delegate to fact-checkers
             timeout_seconds=120.0,
@@ -83,7 +103,7 @@ def demo_subagents(*, speed: float = 1.0) -> list[SubagentConfig]:
             name="fact-checker",
             description="Checks one claim against sources and says whether it holds.",
             system_prompt="You check one claim and answer with a verdict.",
-            model=ScriptedChatModel(router=_fact_checker, latency=latency),
+            model=_model(_fact_checker, latency),
             tools=["web_search"],
             timeout_seconds=60.0,
         ),
@@ -91,7 +111,7 @@ def demo_subagents(*, speed: float = 1.0) -> list[SubagentConfig]:
             name="news-scout",
             description="Watches for the latest news on a topic (start it in the background).",
             system_prompt="You collect the latest news on a topic.",
-            model=ScriptedChatModel(router=_scout, latency=latency),
+            model=_model(_scout, latency),
             tools=["web_search"],
             timeout_seconds=120.0,
         ),
@@ -99,7 +119,7 @@ def demo_subagents(*, speed: float = 1.0) -> list[SubagentConfig]:
             name="writer",
             description="Writes a short briefing from findings it is given.",
             system_prompt="You write short, clear briefings.",
-            model=ScriptedChatModel(router=_writer, latency=latency),
+            model=_model(_writer, latency),
             tools=[],
             timeout_seconds=60.0,
         ),
@@ -112,6 +132,7 @@ def build_demo_lead_agent(
     speed: float = 1.0,
     on_event: EventListener | None = None,
     background: bool = False,
+    budget: Budget | None = None,
 ) -> Any:
     """A compiled ``create_agent`` graph: the demo's lead agent.
 
@@ -120,6 +141,7 @@ def build_demo_lead_agent(
     the process-wide one; ``on_event`` receives the ``task`` tool's progress
     events (they are also written to the graph's ``custom`` stream).
     ``background``: the lead also starts a news scout in the background.
+    ``budget``: limits for everything one run of the lead delegates.
     """
     check_number("build_demo_lead_agent", "speed", speed, positive=False)
     if not isinstance(background, bool):
@@ -131,10 +153,9 @@ def build_demo_lead_agent(
         on_event=on_event,
         background=background,
         on_turn_end="wait" if background else "return",
+        budget=budget,
     )
-    lead_model = ScriptedChatModel(
-        router=_background_lead if background else _lead, latency=MODEL_SECONDS * speed * 0.5
-    )
+    lead_model = _model(_background_lead if background else _lead, MODEL_SECONDS * speed * 0.5)
     return create_agent(
         lead_model,
         middleware=[delegation],
@@ -144,6 +165,26 @@ def build_demo_lead_agent(
 
 
 # -- the scripted behaviour of each agent --------------------------------------------------
+
+
+def _model(router: Any, latency: float) -> ScriptedChatModel:
+    """A scripted model answering with ``router`` and reporting its usage."""
+    return ScriptedChatModel(
+        router=functools.partial(_metered, router), latency=latency, model_name=DEMO_MODEL
+    )
+
+
+def _metered(router: Any, messages: list[BaseMessage]) -> AIMessage:
+    """``router``'s reply, reporting made-up usage: about a token per four
+    characters read and written, plus a little per message and tool call."""
+    reply = router(messages)
+    message = reply.model_copy() if isinstance(reply, AIMessage) else AIMessage(content=reply)
+    read = sum(len(str(m.content)) for m in messages) // 4 + 8 * len(messages)
+    written = len(str(message.content)) // 4 + 24 * len(message.tool_calls) + 4
+    message.usage_metadata = {
+        "input_tokens": read, "output_tokens": written, "total_tokens": read + written,
+    }
+    return message
 
 
 def _task(subagent_type: str, prompt: str, description: str) -> tuple[str, dict[str, Any]]:
