@@ -58,3 +58,8 @@ class BudgetNotesMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     async def abefore_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
         notes = take_notes()
         return {"messages": notes} if notes else None
+
+
+#: The one instance built-in sub-agents get: it holds no state, and the
+#: compiled agent is cached per middleware object (``_agents.py``).
+NOTES_MIDDLEWARE = BudgetNotesMiddleware()

@@ -9,7 +9,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackManager
 
 from ._budget import Budget
-from ._budget_notes import BudgetNotesMiddleware
+from ._budget_notes import NOTES_MIDDLEWARE
 from ._checks import check_number, check_optional_text
 from ._config import INHERIT, SubagentConfig, model_name_of, model_to_build
 from ._context import task_in_scope
@@ -149,7 +149,7 @@ class SubagentExecutor:
         inherited = parent.budgets if parent is not None else ()
         warning = [*budgets, *(m.budget for m in (*draw_on, *inherited))]
         if any(b.warn_at is not None for b in warning):
-            return (*middleware, BudgetNotesMiddleware())
+            return (*middleware, NOTES_MIDDLEWARE)
         return middleware
 
     def execute_async(
