@@ -78,6 +78,10 @@ def ray_tmpdir() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Each block is a fresh interpreter (imports alone take seconds): with 25-odd
+# blocks on 2 shared cores the whole set takes ~2 min, beyond the suite's
+# default per-test timeout. Each block keeps its own limit.
+@pytest.mark.timeout(420)
 def test_every_python_block_runs_as_pasted(
     fake_providers: ProviderServer, tmp_path: Path, ray_tmpdir: str
 ) -> None:
