@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
-from subagent_exec.demo_agents import build_demo_lead_agent
+from subagent_exec import Budget, SubagentConfig, SubagentExecutor, SubagentRuntime
+from subagent_exec.demo_agents import DEMO_PRICES, build_demo_lead_agent
 from subagent_exec.server import SubagentRouter, create_router, demo_run_starter
 from subagent_exec.testing import ScriptedChatModel
 
@@ -119,6 +119,12 @@ def odd_run_starter(runtime: SubagentRuntime, *, prompt: str, owner: str | None)
             name="hasty-lead", timeout_seconds=1.2,
             graph_factory=lambda: build_demo_lead_agent(runtime, speed=1.0),
         )
+    elif prompt == "over budget":
+        # The demo's lead with a budget for its whole tree: it stops mid-way.
+        config = SubagentConfig(
+            name="lead-agent", budget=Budget(max_tokens=900),
+            graph_factory=lambda: build_demo_lead_agent(runtime, speed=1.0),
+        )
     elif prompt.startswith("background"):
         # The demo with a news scout in the background, slowed down so that
         # the scout is still at work when the test stops things.
@@ -134,7 +140,7 @@ def page_server() -> Iterator[tuple[LiveServer, SubagentRuntime]]:
     # enough to be seen; the chips must still all end "cancelled".
     runtime = SubagentRuntime(
         max_workers=8, max_depth=3, cancel_grace_seconds=1.5, cleanup_timeout_seconds=3.0,
-        name="page",
+        name="page", price_table=DEMO_PRICES,
     )
     app = FastAPI()
     app.include_router(create_router(runtime, start_run=odd_run_starter))
@@ -629,6 +635,73 @@ def test_background_tasks_are_drawn_with_their_run_and_stop_all_stops_the_thread
     wait_for(lambda: not stop_all.is_displayed(), "Stop all gone once nothing runs")
     assert_readable(browser)
     screenshot(browser, "page-8-background-stopped.png")
+    errors = [
+        entry["message"] for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
+    assert errors == [], "the page ran without a script error"
+
+
+@pytest.mark.timeout(900)
+def test_tokens_and_cost_per_task_and_per_run_live_and_a_budget_stop(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, runtime = page_server
+    browser.get(server.base_url + "/")
+    wait_for(
+        lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live",
+        "the page's event stream",
+    )
+    root = server.client().post("/runs", json={"prompt": "over budget"}).json()["task_id"]
+    holder = runtime.get(root)
+    assert holder is not None
+
+    def usage_texts() -> dict[str, str]:
+        return dict(browser.execute_script(
+            """return [...document.querySelectorAll('.task')].map(t =>
+                 [t.dataset.taskId, t.querySelector(':scope > .row .usage').textContent]);"""
+        ))
+
+    # Live: tokens show up on rows while the run is still at work.
+    wait_for(lambda: any(usage_texts().values()) and not holder.is_terminal, "tokens, live")
+    head = card(browser, root).find_element(By.CSS_SELECTOR, ":scope > .run-head .run-usage")
+    assert re.fullmatch(r"run: \d+ tokens · cost [\d.e-]+", head.text), head.text
+    assert_readable(browser)
+    screenshot(browser, "page-9-tokens-live.png")
+
+    # The budget stops the run; each row shows what its task used, the head the total.
+    wait_for(lambda: chips(browser).get(root, ("",))[0] == "failed", "the run stopped by it")
+    tree = [h for h in runtime.list_tasks() if h.trace_id == holder.trace_id]
+    for task in tree:
+        terminal_status = task.wait(SETTLE)
+        assert terminal_status
+    wait_for(lambda: all(chips(browser).get(t.task_id, ("",))[0] in TERMINAL for t in tree),
+             "every chip terminal")
+    def shown(task_id: str) -> tuple[int, float] | None:
+        found = re.fullmatch(r"(\d+) tokens · cost ([\d.e-]+)", usage_texts().get(task_id, ""))
+        return (int(found[1]), float(found[2])) if found else None
+
+    for task in tree:
+        used = task.usage
+        assert used.cost is not None
+        wait_for(lambda t=task: shown(t.task_id) is not None
+                 and shown(t.task_id)[0] == t.usage.total_tokens,  # type: ignore[index]
+                 f"{task.subagent_name}'s usage")
+        assert shown(task.task_id)[1] == pytest.approx(used.cost, rel=0.05)  # type: ignore[index]
+    total = holder.tree_usage.total_tokens
+    assert total > 900
+    # Shown compact past a thousand, as the page does ("1.1k").
+    expected = str(total) if total < 1000 else f"{total / 1000:.1f}k"
+    wait_for(lambda: head.text.startswith(f"run: {expected} tokens · cost "),
+             f"the run's total {total}, shown: {head.text}")
+    run_cost = float(head.text.rsplit(" ", 1)[1])
+    assert run_cost == pytest.approx(holder.tree_usage.cost, rel=0.05)
+    detail = own_row(browser, root, ".clip-box.detail .clip").text
+    assert "BudgetExceeded: max_tokens" in detail and "/900 (budget of task lead-agent #" in detail
+    assert_readable(browser)
+    screenshot(browser, "page-10-budget-stopped.png")
     errors = [
         entry["message"] for entry in browser.get_log("browser")
         if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]

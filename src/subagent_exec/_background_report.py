@@ -44,7 +44,9 @@ def outcome(record: BackgroundTask) -> str:
         text = f"cancelled: {holder.cancel_reason}"
     partial = holder.result or holder.last_ai_text()
     if partial:
-        text += f"\nIts last message before it stopped:\n{partial}"
+        said = "Its partial answer" if holder.stop_reason == "budget" else (
+            "Its last message before it stopped")
+        text += f"\n{said}:\n{partial}"
     return text
 
 

@@ -298,7 +298,7 @@ export function usageText(u) {
   let text = u.total_tokens || u.usage_reported !== false
     ? compact(u.total_tokens || 0) + " tokens"
     : u.model_calls + (u.model_calls === 1 ? " call" : " calls");
-  if (typeof u.cost === "number") text += " · cost " + Number(u.cost.toPrecision(3));
+  if (typeof u.cost === "number") text += " · cost " + Number(u.cost.toPrecision(2));
   return text;
 }
 
