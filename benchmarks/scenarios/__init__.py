@@ -1,6 +1,6 @@
 """The scenarios of issue 4, in the order the issue lists them, then the Ray
 backend's (issue 6), the Ray backend on a two-node cluster (issue 19), and the
-registry views and many starts (issue 13).
+registry views and many starts (issue 13), and metering and budgets (issue 15).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -13,6 +13,7 @@ from types import ModuleType
 
 from ..core import Options, ScenarioResult
 from . import (
+    budgets,
     deadline,
     dispatch,
     handback,
@@ -56,5 +57,6 @@ SCENARIOS: list[Scenario] = [
         ray_cluster,
         views,
         start_many,
+        budgets,
     )
 ]

@@ -7,8 +7,9 @@ The run sets :data:`current_handle` on its own loop, so the hook finds the
 notes of the task that runs it on any backend: on the thread backend the
 handle is the runtime's ticket, on a Ray worker the worker's handle, to which
 the driver sends the notes. ``BudgetNotesMiddleware`` is added to a built-in
-sub-agent only when a budget it draws on can warn (``warn_at``): every hook is
-a graph node, and a node costs time on every model call. A background task's
+sub-agent only when a budget it draws on can warn (``warn_at``): a hook is a
+graph step on every model call (~0.2 ms; wrapping the model call instead,
+``awrap_model_call``, measured ~0.4 ms). A background task's
 ``InboxMiddleware`` delivers these notes too (one hook, not two).
 """
 
