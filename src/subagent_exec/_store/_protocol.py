@@ -103,7 +103,8 @@ class TaskStore(Protocol):
         """Mark every unfinished task FAILED with ``error`` and
         ``stop_reason``, appending its terminal event (seqs after
         :meth:`last_seq`). Returns those events, in seq order. Call it when a
-        runtime opens the store, before it numbers an event of its own."""
+        runtime opens the store, before it numbers an event of its own: it
+        marks every unfinished task, those written through this object too."""
         ...
 
     def set_retention(self, *, max_tasks: int | None, max_age_days: float | None) -> None:

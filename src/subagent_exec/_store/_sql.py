@@ -119,6 +119,8 @@ class SqlStore(TaskStore):
         self._max_tasks: int | None = None
         self._max_age_days: float | None = None
         self._retained_at = 0.0
+        #: Tasks removed by retention so far (written by the writer thread only).
+        self._removed_tasks = 0
         self._buffer = WriteBuffer(
             name=name,
             location=self._location,
@@ -292,7 +294,6 @@ class SqlStore(TaskStore):
         self, *, error: str = INTERRUPTED_ERROR, stop_reason: str = INTERRUPTED_STOP_REASON
     ) -> list[TaskEvent]:
         self._buffer.flush()
-        mine = {p.record["task_id"] for p in self._buffer.overlay_records()}
 
         def job() -> list[TaskEvent]:
             now = time.time()
@@ -305,7 +306,7 @@ class SqlStore(TaskStore):
                     f"SELECT record FROM subagent_tasks WHERE status IN {_UNFINISHED_SQL} "
                     "ORDER BY created_seq"
                 )
-                records = [r for r in (loads(row[0]) for row in rows) if r["task_id"] not in mine]
+                records = [loads(row[0]) for row in rows]
                 for record in records:
                     seq += 1
                     event = interrupted_event(
@@ -322,6 +323,7 @@ class SqlStore(TaskStore):
                     )
                     tx.many(_UPSERT_TASK, [_task_row(r) for r in records])
                 self._last_seq = max(self._last_seq, seq)
+            self._buffer.forget([e.task_id for e in marked])
             return marked
 
         return self._buffer.run_job(job)
@@ -331,8 +333,11 @@ class SqlStore(TaskStore):
         self._max_tasks, self._max_age_days = max_tasks, max_age_days
 
     def apply_retention(self) -> int:
+        # Counted from here: the flush may itself trigger the writer's retention.
+        before = self._removed_tasks
         self._buffer.flush()
-        return self._buffer.run_job(self._retain)
+        self._buffer.run_job(self._retain)
+        return self._removed_tasks - before
 
     def delete_task(self, task_id: str) -> bool:
         self._buffer.flush()
@@ -401,7 +406,8 @@ class SqlStore(TaskStore):
             doomed = list(dict.fromkeys(doomed))
             if doomed:
                 self._delete(tx, doomed)
-            return len(doomed)
+        self._removed_tasks += len(doomed)
+        return len(doomed)
 
     def _delete(self, tx: Tx, task_keys: Sequence[str | None]) -> None:
         """Remove these tasks (stored keys) and their events; remember the seqs."""

@@ -162,6 +162,12 @@ class WriteBuffer:
         with self._lock:
             return [copy.deepcopy(p) for p in self._overlay.values()]
 
+    def forget(self, task_ids: list[str]) -> None:
+        """Drop these tasks' cached records (the database now has newer ones)."""
+        with self._lock:
+            for task_id in task_ids:
+                self._overlay.pop(task_id, None)
+
     def unwritten_events(self) -> list[TaskEvent]:
         """Events not yet known to be stored (in flight included), in seq order."""
         with self._lock:
@@ -307,7 +313,7 @@ class WriteBuffer:
                 logger.warning(
                     "task store at %s: writing %d events failed (%s); retrying, and "
                     "logging nothing more until the writes recover",
-                    self._location, len(batch.events), exc,
+                    self._location, len(batch.events), _short(exc),
                 )
             return False
         with self._lock:
@@ -333,3 +339,9 @@ class WriteBuffer:
         except Exception:
             logger.exception("task store at %s: maintenance after a write failed",
                              self._location)
+
+
+def _short(exc: BaseException) -> str:
+    """An error on one line, bounded (a database's detail may quote a row)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
