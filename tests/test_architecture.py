@@ -28,7 +28,7 @@ from .helpers import SETTLE, executor, reply_graph, terminal, wait_until
 
 PACKAGE = Path(subagent_exec.__file__).parent
 #: Names served lazily by ``subagent_exec.__getattr__`` (their extra is optional).
-LAZY = {"RayBackend", "RayWorkerPool"}
+LAZY = {"PostgresStore", "RayBackend", "RayWorkerPool"}
 
 
 # -- the public surface ------------------------------------------------------------------
