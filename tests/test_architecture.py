@@ -98,8 +98,10 @@ LONGER_MODULES = {
     # Every operation that takes the runtime lock (submission, stops, cascades,
     # thread stops, waiting, shutdown) must live where the lock and the
     # registry are private; the rest is already delegated to _registry.py,
-    # _slots.py, _waiting.py and _tasks.py.
-    "_runtime.py": 560,
+    # _slots.py, _waiting.py and _tasks.py. The store's wiring (issue 16: get
+    # and list_tasks through the store, seq continued, the store closed at
+    # shutdown) adds its calls; the rest of it lives in _persist.py.
+    "_runtime.py": 620,
 }
 
 

@@ -44,6 +44,7 @@ from ._events import TaskEvent
 from ._executor import SubagentExecutor
 from ._middleware import SubagentMiddleware
 from ._models import ModelBinder, register_model_binder
+from ._persist import TaskList
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
@@ -98,6 +99,7 @@ __all__ = [
     "SubagentRuntime",
     "SubagentStatus",
     "TaskEvent",
+    "TaskList",
     "TaskPage",
     "TaskRecord",
     "TaskStore",

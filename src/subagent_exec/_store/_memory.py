@@ -85,6 +85,7 @@ class MemoryStore(TaskStore):
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._lock:
+            self._expire_locked()
             record = self._tasks.get(task_id)
             if record is None:
                 return None
@@ -119,6 +120,7 @@ class MemoryStore(TaskStore):
         found: list[TaskRecord] = []
         more = False
         with self._lock:
+            self._expire_locked()
             for record in reversed(self._tasks.values()):
                 if below is not None and record["created_seq"] >= below:
                     continue
@@ -209,6 +211,12 @@ class MemoryStore(TaskStore):
             while len(self._finished) > self._max_tasks:
                 self._forget_locked(next(iter(self._finished)))
                 removed += 1
+        return removed + self._expire_locked()
+
+    def _expire_locked(self) -> int:
+        """Forget what finished more than ``max_age_days`` ago (also on reads:
+        an age bound holds whether or not tasks keep finishing)."""
+        removed = 0
         if self._max_age_days is not None:
             horizon = time.time() - self._max_age_days * 86400.0
             while self._finished:

@@ -306,6 +306,7 @@ class TaskRecord:
             "ai_message_count": self.ai_message_count,
             "config_name": self.config_name,
             "thread_id": self.thread_id,
+            "background": bool(self.extra.get("background", False)),
             "usage": self.usage,
         }
 
