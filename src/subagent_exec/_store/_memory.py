@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from types import EllipsisType
@@ -39,6 +40,7 @@ class MemoryStore(TaskStore):
     flush_interval_seconds = 0.0
 
     def __init__(self) -> None:
+        self._store_id = uuid.uuid4().hex
         self._lock = threading.Lock()
         #: Records by task id, in creation order.
         self._tasks: dict[str, Record] = {}
@@ -60,6 +62,10 @@ class MemoryStore(TaskStore):
     @property
     def durable(self) -> bool:
         return False
+
+    @property
+    def store_id(self) -> str:
+        return self._store_id
 
     # -- writes --------------------------------------------------------------------------
 

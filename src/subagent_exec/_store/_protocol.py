@@ -43,6 +43,13 @@ class TaskStore(Protocol):
         """Whether what is written outlives this process."""
         ...
 
+    @property
+    def store_id(self) -> str:
+        """Names this store's event numbering: the same for every process and
+        restart that opens the same database (a reader holding a seq of this
+        store can resume), different for any other store."""
+        ...
+
     # -- writes (hot path: never block, never raise) ---------------------------------
 
     def record(self, event: TaskEvent, changes: Mapping[str, Any]) -> None:

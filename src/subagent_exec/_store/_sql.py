@@ -108,6 +108,12 @@ class SqlStore(TaskStore):
         self.process_id = new_process_id()
         now = time.time()
         with self._write_tx() as tx:
+            self._lock_maintenance(tx)
+            found = tx.q("SELECT value FROM subagent_meta WHERE key = 'store_id'")
+            self._store_id = str(found[0][0]) if found else uuid.uuid4().hex
+            if not found:
+                tx.q("INSERT INTO subagent_meta (key, value) VALUES ('store_id', ?)",
+                     (self._store_id,))
             self._removed = _meta_int(tx, "removed_through")
             top = tx.q("SELECT max(seq) FROM subagent_events")[0][0]
             self._last_seq = max(int(top or 0), self._removed)
@@ -137,6 +143,10 @@ class SqlStore(TaskStore):
     @property
     def durable(self) -> bool:
         return True
+
+    @property
+    def store_id(self) -> str:
+        return self._store_id
 
     # -- writes --------------------------------------------------------------------------
 
