@@ -28,6 +28,7 @@ from subagent_exec import (
     SubagentStatus,
     TaskList,
     TaskStore,
+    UnknownTaskError,
 )
 from subagent_exec._store import INTERRUPTED_ERROR
 from subagent_exec.testing import ScriptedChatModel
@@ -99,6 +100,11 @@ def test_history_outlives_memory_on_a_durable_store(
     seen: list[str] = []
     assert runtime.wait_terminal_blocking(restored, on_event=lambda e: seen.append(e.kind))
     assert seen[0] == "created" and seen[-1] == "completed"
+    # By id too: a task only the store has is waited for like any other.
+    by_id = runtime.wait_terminal_blocking(first.task_id, timeout=5.0)
+    assert by_id.stored and by_id.result == "the answer"
+    with pytest.raises(UnknownTaskError):
+        runtime.wait_terminal_blocking("no-such-task", timeout=1.0)
 
     page = runtime.list_tasks(limit=2)
     assert isinstance(page, TaskList)

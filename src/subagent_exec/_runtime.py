@@ -28,7 +28,7 @@ from ._checks import (
 )
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
-from ._errors import CapacityError, DepthError, RuntimeClosedError
+from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
 from ._events import TERMINAL_EVENT_KINDS, EventCallback, EventHub, TaskEvent
 from ._exit import register_exit_hook
 from ._options import RuntimeOptions
@@ -367,8 +367,14 @@ class SubagentRuntime:
     def _watch(
         self, task: str | SubagentResult, hand_over: Callable[[TaskEvent], None]
     ) -> tuple[SubagentResult, list[TaskEvent], Callable[[], None]]:
-        with self._lock:
-            return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
+        try:
+            with self._lock:
+                return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
+        except UnknownTaskError:
+            stored = self._persist.restore(task) if isinstance(task, str) else None
+            if stored is None or not stored.is_terminal:
+                raise
+            return stored, stored._events_so_far(), lambda: None  # it never changes
 
     def _lending(self) -> AbstractContextManager[None]:
         """While the caller (a task of this runtime) waits, its slot runs its children."""
