@@ -288,3 +288,41 @@ def test_a_store_given_as_a_path_is_made_and_closed_by_the_runtime(tmp_path: Pat
     assert record is not None and record.status is SubagentStatus.COMPLETED
     given.close()
 
+
+
+class _Refusing(MemoryStore):
+    """A store whose writes raise while ``refuse`` is set (a broken custom store)."""
+
+    refuse = False
+
+    def record(self, event: Any, changes: Any) -> None:
+        if self.refuse:
+            raise OSError("the store is on fire")
+        super().record(event, changes)
+
+
+def test_a_store_that_raises_is_logged_once_and_counted(
+    runtimes: Callable[..., SubagentRuntime], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _Refusing()
+    runtime = runtimes(store=store)
+    caplog.set_level(logging.WARNING, logger="subagent_exec.store")
+    store.refuse = True
+    results = [quick(runtime, f"a{i}").execute(f"job {i}") for i in range(2)]
+    assert [r.result for r in results] == ["a0", "a1"]  # the tasks never noticed
+    assert runtime.stats()["store_errors"] >= 8  # four events per task
+    refused = [r for r in caplog.records if "refused an event" in r.getMessage()]
+    assert len(refused) == 1 and f"[task={results[0].task_id}" in refused[0].getMessage()
+    store.refuse = False
+    quick(runtime).execute("again")
+    assert any("takes events again" in r.getMessage() for r in caplog.records)
+
+
+def test_store_retention_bounds_a_durable_store(
+    runtimes: Callable[..., SubagentRuntime], tmp_path: Path
+) -> None:
+    runtime = runtimes(store=str(tmp_path / "r.db"), store_retain_max=2, store_retain_days=None)
+    done = [quick(runtime).execute(f"job {i}").task_id for i in range(4)]
+    assert runtime.store.apply_retention() >= 0
+    assert [h.task_id for h in runtime.list_tasks(limit=10)] == [done[3], done[2]]
+    assert runtime.store.removed_through() > 0

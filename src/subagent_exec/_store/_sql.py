@@ -195,7 +195,7 @@ class SqlStore(TaskStore):
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         pending = self._buffer.overlay(task_id)
-        overlay = self._buffer.overlay_records()
+        overlay = self._buffer.overlay_records(lambda r: r.get("parent_id") == task_id)
         unwritten = [e for e in self._buffer.unwritten_events() if e.task_id == task_id]
         with self._read_tx() as tx:
             found = tx.q("SELECT record FROM subagent_tasks WHERE task_id = ?", (key(task_id),))
@@ -213,9 +213,8 @@ class SqlStore(TaskStore):
         if record is None:
             return None
         kids = {loads(row[0])["task_id"]: int(loads(row[0])["created_seq"]) for row in children}
-        for other in overlay:
-            if not other.partial and other.record.get("parent_id") == task_id:
-                kids.setdefault(other.record["task_id"], int(other.record["created_seq"]))
+        for child in overlay:
+            kids.setdefault(child["task_id"], int(child["created_seq"]))
         messages = {e.seq: e for e in map(event_from_dict, map(loads, (r[0] for r in events)))}
         for event in unwritten:
             if event.kind == "ai_message":
@@ -244,9 +243,7 @@ class SqlStore(TaskStore):
             name, parent_id=parent_id, statuses=statuses, owner=owner, root=root,
             thread_id=thread_id,
         )
-        overlay = {
-            p.record["task_id"]: p.record for p in self._buffer.overlay_records() if not p.partial
-        }
+        overlay = {r["task_id"]: r for r in self._buffer.overlay_records(lambda r: True)}
         where, params = _where(query, below)
         with self._read_tx() as tx:
             rows = tx.q(

@@ -24,7 +24,6 @@ batch.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -56,6 +55,11 @@ class Pending:
     version: int = 0
     #: For a partial record: the events and changes to fold into the stored one.
     ops: list[tuple[TaskEvent, dict[str, Any]]] = field(default_factory=list)
+
+    def copy(self) -> Pending:
+        # Shallow is enough: folding an event replaces a record's values, it
+        # never changes one in place.
+        return Pending(dict(self.record), self.partial, self.version, list(self.ops))
 
 
 @dataclass
@@ -156,11 +160,15 @@ class WriteBuffer:
         """A copy of the task's unwritten (or cached) record, if any."""
         with self._lock:
             pending = self._overlay.get(task_id)
-            return None if pending is None else copy.deepcopy(pending)
+            return None if pending is None else pending.copy()
 
-    def overlay_records(self) -> list[Pending]:
+    def overlay_records(self, match: Callable[[Record], bool]) -> list[Record]:
+        """Copies of the complete cached records ``match`` keeps."""
         with self._lock:
-            return [copy.deepcopy(p) for p in self._overlay.values()]
+            return [
+                dict(p.record) for p in self._overlay.values()
+                if not p.partial and match(p.record)
+            ]
 
     def forget(self, task_ids: list[str]) -> None:
         """Drop these tasks' cached records (the database now has newer ones)."""
@@ -284,7 +292,7 @@ class WriteBuffer:
             pending = self._overlay.get(task_id)
             if pending is None:
                 continue
-            batch.records[task_id] = copy.deepcopy(pending)
+            batch.records[task_id] = pending.copy()
             pending.ops = []  # a partial record's ops travel with this batch now
         return batch
 
