@@ -19,7 +19,8 @@ from typing import Any
 from .._checks import check_int, check_number
 from .._errors import StoreError
 from ._schema import MIGRATION_LOCK_KEY, migrate
-from ._sql import SqlStore, Tx
+from ._sql import SqlStore
+from ._statements import Tx
 
 DEFAULT_FLUSH_INTERVAL = 0.1
 #: pg_advisory_xact_lock key taken by maintenance (restart marking, retention).

@@ -18,7 +18,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import Any
 
 from .._events import TaskEvent
 from ._filters import Query, check_retention
@@ -27,7 +27,6 @@ from ._records import (
     INTERRUPTED_ERROR,
     INTERRUPTED_STOP_REASON,
     TERMINAL_VALUES,
-    UNFINISHED_VALUES,
     Record,
     TaskPage,
     TaskRecord,
@@ -43,33 +42,21 @@ from ._records import (
     new_record,
     parse_cursor,
 )
+from ._statements import (
+    INSERT_EVENT,
+    UNFINISHED_SQL,
+    UPSERT_TASK,
+    Tx,
+    delete_tasks,
+    doomed_by_retention,
+    meta_int,
+    task_row,
+    where,
+)
 from ._writer import Batch, Pending, WriteBuffer
 
-_TERMINAL_SQL = "(" + ", ".join(f"'{v}'" for v in sorted(TERMINAL_VALUES)) + ")"
-_UNFINISHED_SQL = "(" + ", ".join(f"'{v}'" for v in sorted(UNFINISHED_VALUES)) + ")"
 #: Retention runs after a write that ended tasks, at most this often.
 RETENTION_INTERVAL_SECONDS = 1.0
-_CHUNK = 500
-
-_INSERT_EVENT = (
-    "INSERT INTO subagent_events (seq, task_id, kind, event) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (seq) DO NOTHING"
-)
-_UPSERT_TASK = (
-    "INSERT INTO subagent_tasks (task_id, created_seq, parent_id, owner, thread_id, status, "
-    "completed_at, last_seq, process_id, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (task_id) DO UPDATE SET thread_id = excluded.thread_id, "
-    "status = excluded.status, completed_at = excluded.completed_at, "
-    "last_seq = excluded.last_seq, record = excluded.record"
-)
-
-
-class Tx(Protocol):
-    """One transaction: statements use ``?`` placeholders in every dialect."""
-
-    def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
 def new_process_id() -> str:
@@ -114,7 +101,7 @@ class SqlStore(TaskStore):
             if not found:
                 tx.q("INSERT INTO subagent_meta (key, value) VALUES ('store_id', ?)",
                      (self._store_id,))
-            self._removed = _meta_int(tx, "removed_through")
+            self._removed = meta_int(tx, "removed_through")
             top = tx.q("SELECT max(seq) FROM subagent_events")[0][0]
             self._last_seq = max(int(top or 0), self._removed)
             tx.q(
@@ -163,7 +150,7 @@ class SqlStore(TaskStore):
         with self._write_tx() as tx:
             if batch.events:
                 tx.many(
-                    _INSERT_EVENT,
+                    INSERT_EVENT,
                     [(e.seq, key(e.task_id), e.kind, dumps(e.to_dict())) for e in batch.events],
                 )
             rows = []
@@ -171,9 +158,9 @@ class SqlStore(TaskStore):
                 record = pending.record
                 if pending.partial:
                     record = self._merge_partial(tx, task_id, pending)
-                rows.append(_task_row(record))
+                rows.append(task_row(record))
             if rows:
-                tx.many(_UPSERT_TASK, rows)
+                tx.many(UPSERT_TASK, rows)
 
     def _merge_partial(self, tx: Tx, task_id: str, pending: Pending) -> Record:
         found = tx.q("SELECT record FROM subagent_tasks WHERE task_id = ?", (key(task_id),))
@@ -244,10 +231,10 @@ class SqlStore(TaskStore):
             thread_id=thread_id,
         )
         overlay = {r["task_id"]: r for r in self._buffer.overlay_records(lambda r: True)}
-        where, params = _where(query, below)
+        clause, params = where(query, below)
         with self._read_tx() as tx:
             rows = tx.q(
-                f"SELECT record FROM subagent_tasks {where} ORDER BY created_seq DESC LIMIT ?",
+                f"SELECT record FROM subagent_tasks {clause} ORDER BY created_seq DESC LIMIT ?",
                 (*params, limit + 1),
             )
         merged: dict[str, Record] = {}
@@ -308,9 +295,9 @@ class SqlStore(TaskStore):
             with self._write_tx() as tx:
                 self._lock_maintenance(tx)
                 top = tx.q("SELECT max(seq) FROM subagent_events")[0][0]
-                seq = max(int(top or 0), _meta_int(tx, "removed_through"), self._last_seq)
+                seq = max(int(top or 0), meta_int(tx, "removed_through"), self._last_seq)
                 rows = tx.q(
-                    f"SELECT record FROM subagent_tasks WHERE status IN {_UNFINISHED_SQL} "
+                    f"SELECT record FROM subagent_tasks WHERE status IN {UNFINISHED_SQL} "
                     "ORDER BY created_seq"
                 )
                 records = [loads(row[0]) for row in rows]
@@ -325,10 +312,10 @@ class SqlStore(TaskStore):
                     marked.append(event)
                 if marked:
                     tx.many(
-                        _INSERT_EVENT,
+                        INSERT_EVENT,
                         [(e.seq, key(e.task_id), e.kind, dumps(e.to_dict())) for e in marked],
                     )
-                    tx.many(_UPSERT_TASK, [_task_row(r) for r in records])
+                    tx.many(UPSERT_TASK, [task_row(r) for r in records])
                 self._last_seq = max(self._last_seq, seq)
             self._buffer.forget([e.task_id for e in marked])
             return marked
@@ -387,72 +374,15 @@ class SqlStore(TaskStore):
 
     def _retain(self) -> int:
         self._retained_at = time.monotonic()
-        max_tasks, max_age_days = self._max_tasks, self._max_age_days
         with self._write_tx() as tx:
-            doomed: list[str] = []
-            if max_tasks is not None:
-                count = tx.q(f"SELECT count(*) FROM subagent_tasks WHERE status IN {_TERMINAL_SQL}")
-                excess = int(count[0][0]) - max_tasks
-                if excess > 0:
-                    doomed += [
-                        row[0] for row in tx.q(
-                            f"SELECT task_id FROM subagent_tasks WHERE status IN {_TERMINAL_SQL}"
-                            " ORDER BY completed_at, created_seq LIMIT ?",
-                            (excess,),
-                        )
-                    ]
-            if max_age_days is not None:
-                horizon = time.time() - max_age_days * 86400.0
-                doomed += [
-                    row[0] for row in tx.q(
-                        f"SELECT task_id FROM subagent_tasks WHERE status IN {_TERMINAL_SQL} "
-                        "AND completed_at < ?",
-                        (horizon,),
-                    )
-                ]
-            doomed = list(dict.fromkeys(doomed))
+            doomed = doomed_by_retention(tx, self._max_tasks, self._max_age_days)
             if doomed:
                 self._delete(tx, doomed)
         self._removed_tasks += len(doomed)
         return len(doomed)
 
     def _delete(self, tx: Tx, task_keys: Sequence[str | None]) -> None:
-        """Remove these tasks (stored keys) and their events; remember the seqs."""
-        highest = self._removed
-        for start in range(0, len(task_keys), _CHUNK):
-            chunk = task_keys[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            top = tx.q(f"SELECT max(seq) FROM subagent_events WHERE task_id IN ({marks})", chunk)
-            highest = max(highest, int(top[0][0] or 0))
-            tx.q(f"DELETE FROM subagent_events WHERE task_id IN ({marks})", chunk)
-            tx.q(f"DELETE FROM subagent_tasks WHERE task_id IN ({marks})", chunk)
-        if highest > self._removed:
-            tx.q(
-                "INSERT INTO subagent_meta (key, value) VALUES ('removed_through', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(highest),),
-            )
-            self._removed = highest
-
-
-def _meta_int(tx: Tx, name: str) -> int:
-    rows = tx.q("SELECT value FROM subagent_meta WHERE key = ?", (name,))
-    return int(rows[0][0]) if rows else 0
-
-
-def _task_row(record: Record) -> tuple[Any, ...]:
-    return (
-        key(record["task_id"]),
-        int(record["created_seq"]),
-        key(record.get("parent_id")),
-        key(record.get("owner")),
-        key(record.get("thread_id")),
-        record["status"],
-        record.get("completed_at"),
-        int(record["last_seq"]),
-        record.get("process_id"),
-        dumps(record),
-    )
+        self._removed = delete_tasks(tx, task_keys, self._removed)
 
 
 def _newest(stored: Record | None, pending: Pending | None) -> Record | None:
@@ -470,28 +400,3 @@ def _newest(stored: Record | None, pending: Pending | None) -> Record | None:
     if stored is not None and int(stored["last_seq"]) > int(record["last_seq"]):
         return stored
     return record
-
-
-def _where(query: Query, below: int | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if below is not None:
-        clauses.append("created_seq < ?")
-        params.append(below)
-    if query.parent_id is not None:
-        clauses.append("parent_id = ?")
-        params.append(key(query.parent_id))
-    if query.statuses is not None:
-        clauses.append(f"status IN ({', '.join('?' * len(query.statuses))})")
-        params.extend(sorted(query.statuses))
-    if query.owner is None:
-        clauses.append("owner IS NULL")
-    elif query.owner is not ...:
-        clauses.append("owner = ?")
-        params.append(key(query.owner))
-    if query.root is not None:
-        clauses.append("parent_id IS NULL" if query.root else "parent_id IS NOT NULL")
-    if query.thread_id is not None:
-        clauses.append("thread_id = ?")
-        params.append(key(query.thread_id))
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params

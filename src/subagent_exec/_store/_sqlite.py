@@ -20,7 +20,8 @@ from typing import Any
 from .._checks import check_number
 from .._errors import StoreError
 from ._schema import migrate
-from ._sql import SqlStore, Tx
+from ._sql import SqlStore
+from ._statements import Tx
 
 #: How long a statement waits for another process's lock on the file.
 BUSY_TIMEOUT_SECONDS = 2.0
