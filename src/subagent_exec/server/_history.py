@@ -19,15 +19,16 @@ from fastapi import HTTPException
 from .._runtime import SubagentRuntime
 from .._status import SubagentStatus
 
-#: Most tasks one page may hold.
+#: Most tasks one page may hold; a page with a cursor but no limit holds this many.
 MAX_PAGE = 500
+DEFAULT_PAGE = 50
 _LIMIT_RE = re.compile(r"[0-9]{1,4}")
 _CURSOR_RE = re.compile(r"c[0-9]{1,19}")
 
 
-def parse_limit(value: str | None) -> int | None:
+def parse_limit(value: str | None) -> int:
     if value is None:
-        return None
+        return DEFAULT_PAGE
     if not _LIMIT_RE.fullmatch(value) or not 1 <= int(value) <= MAX_PAGE:
         raise HTTPException(400, f"'limit' must be a whole number from 1 to {MAX_PAGE}")
     return int(value)
@@ -49,8 +50,8 @@ def history_page(
     statuses: set[SubagentStatus] | None,
     root: bool | None,
     thread_id: str | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of ``owner``'s tasks, newest first, and the next cursor."""
+) -> dict[str, Any]:
+    """One page of ``owner``'s tasks, newest first: ``tasks`` and ``next_cursor``."""
     page = runtime.store.list_tasks(
         limit=limit, cursor=cursor, parent_id=parent_id, statuses=statuses, owner=owner,
         root=root, thread_id=thread_id,
@@ -61,4 +62,4 @@ def history_page(
         data = holder.to_dict() if holder is not None else record.to_dict()
         data["children"] = []
         tasks.append(data)
-    return tasks, page.next_cursor
+    return {"tasks": tasks, "next_cursor": page.next_cursor}

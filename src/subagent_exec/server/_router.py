@@ -199,9 +199,8 @@ def create_router(
         cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
         """Your tasks in memory in creation order, with ``last_seq``: open
-        ``/events?after=last_seq`` to follow them from this snapshot on without
-        missing an event. With ``limit`` (and ``cursor``): a page of the task
-        store, newest first, with ``next_cursor`` (see _history.py)."""
+        ``/events?after=last_seq`` to follow them from this snapshot on. With
+        ``limit``: a page of the store, newest first, and ``next_cursor``."""
         wanted = parse_statuses(status)
         if parent_id is not None:
             check_task_id(parent_id, "parent_id")
@@ -210,14 +209,11 @@ def create_router(
         # Read before the snapshot: replaying from here may repeat a transition
         # the snapshot already shows, but can never skip one.
         last_seq = buffer.last_seq
-        size = parse_limit(limit)
-        if size is not None or check_cursor(cursor) is not None:
-            tasks, next_cursor = history_page(
-                runtime, checked_owner(owner), limit=size or 50, cursor=cursor,
-                parent_id=parent_id, statuses=wanted, root=root, thread_id=thread_id,
-            )
-            return {"tasks": tasks, "last_seq": last_seq, "server_time": time.time(),
-                    "next_cursor": next_cursor}
+        if limit is not None or cursor is not None:
+            page = history_page(runtime, checked_owner(owner), limit=parse_limit(limit),
+                                cursor=check_cursor(cursor), parent_id=parent_id,
+                                statuses=wanted, root=root, thread_id=thread_id)
+            return {**page, "last_seq": last_seq, "server_time": time.time()}
         holders = runtime.list_tasks(parent_id=parent_id, status=wanted, thread_id=thread_id)
         tasks = [
             task_json(h, owner)
