@@ -326,3 +326,33 @@ def test_store_retention_bounds_a_durable_store(
     assert runtime.store.apply_retention() >= 0
     assert [h.task_id for h in runtime.list_tasks(limit=10)] == [done[3], done[2]]
     assert runtime.store.removed_through() > 0
+
+
+EXITING = textwrap.dedent(
+    """
+    import sys
+    from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
+    from subagent_exec.testing import ScriptedChatModel
+    runtime = SubagentRuntime(store=sys.argv[1])
+    config = SubagentConfig(name="quick", model=ScriptedChatModel(default="ok"))
+    print(SubagentExecutor(config, runtime=runtime).execute("last words").task_id)
+    runtime.shutdown(wait=False)  # and the interpreter ends at once
+    """
+)
+
+
+def test_the_last_events_are_written_when_the_interpreter_ends(tmp_path: Path) -> None:
+    path = tmp_path / "exit.db"
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING, str(path)], capture_output=True, text=True,
+        timeout=120, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.split()[-1]
+    store = SqliteStore(path)
+    try:
+        record = store.get_task(task_id)
+        assert record is not None and record.status is SubagentStatus.COMPLETED
+        assert [e.kind for e in store.read_events(task_id=task_id)][-1] == "completed"
+    finally:
+        store.close()

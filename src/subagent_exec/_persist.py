@@ -10,8 +10,10 @@ episode and counted: a store must never stop or corrupt a running task.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +25,8 @@ from ._store import MemoryStore, SqliteStore, TaskPage, TaskStore
 
 logger = logging.getLogger("subagent_exec.store")
 
+#: How long interpreter exit waits for a durable store's queued writes.
+EXIT_FLUSH_SECONDS = 5.0
 #: What a durable store keeps by default: finished tasks, and days.
 DEFAULT_STORE_RETAIN_MAX = 10_000
 DEFAULT_STORE_RETAIN_DAYS = 30.0
@@ -152,6 +156,10 @@ class Persistence:
         self._runtime_name = runtime_name
         self._failing = False
         self.errors = 0
+        if store.durable:
+            # A runtime shut down without waiting (or never) still has its
+            # last events written before the interpreter ends.
+            atexit.register(_flush_at_exit, weakref.ref(store))
 
     def record(self, event: TaskEvent, holder: SubagentResult) -> None:
         """Hand ``event`` to the store (under the runtime lock)."""
@@ -213,3 +221,9 @@ class Persistence:
             self.store.close(timeout)
         else:
             self.store.flush(timeout)
+
+
+def _flush_at_exit(ref: weakref.ref[TaskStore]) -> None:
+    store = ref()
+    if store is not None:
+        store.flush(EXIT_FLUSH_SECONDS)
