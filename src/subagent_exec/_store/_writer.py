@@ -261,6 +261,12 @@ class WriteBuffer:
                 if retry is not None:
                     retry.merge(batch)
                     batch = retry
+                    # What waits for a failing database stays bounded too.
+                    excess = len(batch.events) - self._max_queued
+                    if excess > 0:
+                        del batch.events[:excess]
+                        self.dropped += excess
+                        self._done += excess
                 self._inflight = batch
             ok = self._write_batch(batch) if batch.events or batch.records else True
             with self._lock:
