@@ -141,7 +141,7 @@ def test_seq_goes_on_after_a_restart_and_history_is_there(
 
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading, time
     from subagent_exec import SubagentConfig, SubagentExecutor, SubagentRuntime
     from subagent_exec.testing import ScriptedChatModel
     where, stamp = sys.argv[1], sys.argv[2]
@@ -158,9 +158,15 @@ CHILD = textwrap.dedent(
     )
     with open(stamp, "w") as f:
         f.write(" ".join(stuck_ids))
-    # Tell the parent about every event as it is emitted (seq and time).
-    runtime.subscribe(lambda e: print(f"event {e.seq} {e.timestamp!r}", flush=True))
-    print("ready", flush=True)
+    # Tell the parent about every event as it is emitted (seq and time), one
+    # whole line at a time (the dispatcher thread and this one both write).
+    out = threading.Lock()
+    def say(line):
+        with out:
+            sys.stdout.write(line + "\\n")
+            sys.stdout.flush()
+    runtime.subscribe(lambda e: say(f"event {e.seq} {e.timestamp!r}"))
+    say("ready")
     while True:
         quick.execute("tick")
     """
@@ -179,7 +185,11 @@ def test_kill_9_then_restart(
     )
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
+        for line in child.stdout:  # events may come first
+            if line.strip() == "ready":
+                break
+        else:
+            raise AssertionError(f"the child ended before it was ready: {child.wait(10)}")
         time.sleep(1.5)
         killed_at = time.time()
         os.kill(child.pid, signal.SIGKILL)
