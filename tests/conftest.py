@@ -114,3 +114,25 @@ def make_backend_runtime(
 ) -> Callable[..., SubagentRuntime]:
     """Like ``make_runtime``, on the backend the test is parametrised with."""
     return lambda **options: make_runtime(backend=backend(), **options)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+# Started once per session, and only if a test asks for it (tests/postgres_support.py).
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A PostgreSQL server of this test session, on 127.0.0.1 (installed if missing)."""
+    from .postgres_support import start_postgres
+
+    yield from start_postgres()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Any) -> Iterator[str]:
+    """A DSN of a fresh, empty database on the session's server (dropped after)."""
+    from .postgres_support import create_database, drop_database
+
+    name = create_database(postgres_server)
+    yield postgres_server.dsn(name)
+    drop_database(postgres_server, name)

@@ -707,3 +707,63 @@ def test_tokens_and_cost_per_task_and_per_run_live_and_a_budget_stop(
         if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
     ]
     assert errors == [], "the page ran without a script error"
+
+
+@pytest.mark.timeout(900)
+def test_page_lists_past_runs_from_the_store_after_a_restart(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A server restarted on the same store: the page shows the runs of before
+    the restart with their final statuses, newest first, a page at a time
+    ("Older runs"), and opening one shows its answer in full from the store."""
+    from selenium.webdriver.common.by import By
+
+    from subagent_exec import SqliteStore
+
+    path = tmp_path / "tasks.db"
+    before = SubagentRuntime(max_workers=4, name="before", store=SqliteStore(path))
+    essay = before.get(odd_run_starter(before, prompt="long answer", owner=None))
+    assert essay is not None and essay.wait(SETTLE) and essay.result == LONG_ANSWER
+    quick = SubagentExecutor(
+        SubagentConfig(name="quick", model=ScriptedChatModel(default="quick answer")),
+        runtime=before,
+    )
+    older = [quick.execute(f"quick run {i}").task_id for i in range(21)]
+    assert before.shutdown(wait=True, timeout=SETTLE)
+    before.store.close()
+    newest_first = [*reversed(older), essay.task_id]
+
+    runtime = SubagentRuntime(max_workers=4, name="after", store=str(path))
+    app = FastAPI()
+    app.include_router(create_router(runtime, start_run=odd_run_starter))
+    server = LiveServer(app, graceful_seconds=0.5).start()
+    try:
+        browser.get(server.base_url + "/")
+
+        def shown_runs() -> list[str]:
+            return list(browser.execute_script(
+                "return [...document.querySelectorAll('#runs > .run')]"
+                ".map((e) => e.dataset.taskId);"
+            ))
+
+        wait_for(lambda: shown_runs() == newest_first[:20], "the newest 20 past runs, in order")
+        assert {s for s, _ in chips(browser).values()} == {"completed"}
+        more = browser.find_element(By.ID, "older-runs")
+        assert more.is_displayed()
+        screenshot(browser, "server-page-past-runs.png")
+        more.click()
+        wait_for(lambda: shown_runs() == newest_first, "every past run after 'Older runs'")
+        wait_for(lambda: not more.is_displayed(), "no older page left")
+        # The essay's run: its lead task's full answer, read back from the store.
+        wait_for(
+            lambda: open_text(browser, essay.task_id, "detail").rstrip().endswith(
+                "The end of the long answer."
+            ),
+            "the whole answer of a past run",
+        )
+        assert browser.find_element(By.ID, "connection").get_attribute("data-state") == "live"
+        assert_readable(browser)
+        screenshot(browser, "server-page-past-runs-all.png")
+    finally:
+        server.stop()
+        runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)

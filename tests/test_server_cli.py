@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,13 +21,16 @@ from .server_support import SETTLE, http_request, raw_http
 SCRIPT = Path(sys.executable).with_name("subagent-exec")
 
 
-def serve(*args: str) -> subprocess.Popen[str]:
+def serve(*args: str, cwd: str | Path | None = None) -> subprocess.Popen[str]:
+    """``serve`` in ``cwd`` (default: a new temporary directory, where its
+    default task store, a SQLite file, is made)."""
     return subprocess.Popen(
         [sys.executable, "-m", "subagent_exec.server", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=cwd if cwd is not None else tempfile.mkdtemp(prefix="subagent-serve-"),
     )
 
 

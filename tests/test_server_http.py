@@ -434,8 +434,9 @@ def test_query_after_resumes_like_last_event_id_and_header_wins(
 def test_every_stream_opens_with_the_servers_epoch(
     live: LiveServer, user: str, router: SubagentRouter, http_runtime: SubagentRuntime
 ) -> None:
-    # Seqs restart at 1 on a new server: the epoch tells a reconnecting client
-    # whether it resumed or reached a different server (then: re-read /tasks).
+    # The epoch names the runtime's store, whose numbering seqs follow: it
+    # tells a reconnecting client whether it resumed (the same store, after a
+    # restart too) or reached a different one (then: re-read /tasks).
     client = live.client(user)
     with client.stream("GET", "/events") as response:
         first = next(sse_events(response, hello=True))
@@ -443,7 +444,10 @@ def test_every_stream_opens_with_the_servers_epoch(
         again = next(sse_events(response, hello=True))
     assert first.event == again.event == "hello"
     assert first.data["epoch"] == again.data["epoch"] == router.event_buffer.epoch
-    app, other = make_app(http_runtime)
+    _, same_store = make_app(http_runtime)
+    assert same_store.event_buffer.epoch == first.data["epoch"]
+    other_runtime = SubagentRuntime(max_workers=1, name="other")  # its own memory store
+    app, other = make_app(other_runtime)
     server = LiveServer(app).start()
     try:
         with server.client(user).stream("GET", "/events") as response:
@@ -451,6 +455,7 @@ def test_every_stream_opens_with_the_servers_epoch(
         assert elsewhere.data["epoch"] == other.event_buffer.epoch != first.data["epoch"]
     finally:
         server.stop()
+        assert other_runtime.shutdown(wait=True, timeout=30.0)
 
 
 def test_stale_last_event_id_gets_a_reset(
@@ -463,7 +468,7 @@ def test_stale_last_event_id_gets_a_reset(
     assert first.event == "reset" and "not from this server" in first.data["reason"]
 
 
-def test_falling_behind_a_small_buffer_gets_a_reset_then_the_rest(
+def test_falling_behind_a_small_buffer_replays_from_the_store(
     http_runtime: SubagentRuntime,
 ) -> None:
     app, router = make_app(http_runtime, event_buffer_size=5)
@@ -477,12 +482,35 @@ def test_falling_behind_a_small_buffer_gets_a_reset_then_the_rest(
         wait_for(lambda: router.event_buffer.last_seq >= http_runtime.last_event_seq, "buffer")
         with client.stream("GET", "/events", params={"after": before}) as response:
             events = sse_events(response)
-            reset = next(events)
             rest = read_until(events, lambda e: e.kind == "cancelled" and e.data["task_id"] == root)
-        assert reset.event == "reset" and "lost" in reset.data["reason"]
-        assert 0 < len(rest) <= 5
+        assert all(e.event == "task" for e in rest), "no reset: the store had them all"
+        assert [e.id for e in rest] == sorted(e.id for e in rest) and rest[0].id == before + 1
+        assert len(rest) > 5
     finally:
         server.stop()
+
+
+def test_events_removed_by_store_retention_get_a_reset_then_the_rest() -> None:
+    # A memory store keeps no more than memory: one finished task here.
+    http_runtime = SubagentRuntime(max_workers=8, retain_max=1, cleanup_timeout_seconds=2.0)
+    app, router = make_app(http_runtime, event_buffer_size=5)
+    server = LiveServer(app).start()
+    try:
+        client = server.client("dora")
+        before = router.event_buffer.last_seq
+        root = start_run(client)
+        wait_children_running(client, root)
+        stop_and_wait(client, root)
+        wait_for(lambda: router.event_buffer.last_seq >= http_runtime.last_event_seq, "buffer")
+        with client.stream("GET", "/events", params={"after": before}) as response:
+            events = sse_events(response)
+            reset = next(events)
+            rest = read_until(events, lambda e: e.kind == "cancelled" and e.data["task_id"] == root)
+        assert reset.event == "reset" and "retention removed" in reset.data["reason"]
+        assert rest and all(e.event == "task" for e in rest)
+    finally:
+        server.stop()
+        assert http_runtime.shutdown(cancel=True, wait=True, timeout=30.0)
 
 
 def test_task_stream_of_an_ended_run_replays_it_and_ends(live: LiveServer, user: str) -> None:

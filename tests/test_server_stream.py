@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.responses import StreamingResponse
 
-from subagent_exec import TaskEvent
+from subagent_exec import MemoryStore, TaskEvent
 from subagent_exec.server._stream import (
     BufferedEvent,
     EventBuffer,
@@ -23,11 +23,13 @@ from subagent_exec.server._stream import (
 
 
 class FakeRuntime:
-    """Just what EventBuffer uses: subscribe() and last_event_seq."""
+    """Just what EventBuffer uses: subscribe(), last_event_seq and the store
+    (a MemoryStore every published event is recorded in, as a runtime does)."""
 
     def __init__(self) -> None:
         self.callbacks: list[Callable[[TaskEvent], None]] = []
         self.last_event_seq = 0
+        self.store = MemoryStore()
 
     def get(self, task_id: str) -> None:
         return None  # no holders: terminal events go out without an outcome
@@ -42,6 +44,7 @@ class FakeRuntime:
             seq=seq, kind=kind, task_id=task_id, parent_id=None, trace_id="tr",
             subagent_name="a", status="running", timestamp=time.time(), owner=None,
         )
+        self.store.record(event, {})
         for callback in list(self.callbacks):
             callback(event)
 
@@ -53,17 +56,29 @@ def buffer_of(capacity: int) -> tuple[FakeRuntime, EventBuffer]:
     return runtime, buffer
 
 
-def test_ring_keeps_the_newest_events_and_reports_what_was_lost() -> None:
+def test_ring_keeps_the_newest_events_and_the_store_the_older_ones() -> None:
     runtime, buffer = buffer_of(capacity=10)
     for seq in range(1, 16):
-        runtime.publish(seq)
+        runtime.publish(seq, task_id=f"t{seq}")
     items, gap = buffer.read_after(0)
-    assert [i.seq for i in items] == list(range(6, 16)) and gap
-    items, gap = buffer.read_after(5)  # had 5; 6.. are all still here
+    # 1-5 left the ring: they come from the store, in order, with no gap.
+    assert [i.seq for i in items] == list(range(1, 16)) and not gap
+    items, gap = buffer.read_after(5)  # had 5; 6.. are all in the ring
     assert [i.seq for i in items] == list(range(6, 16)) and not gap
-    items, gap = buffer.read_after(4)  # needs 5, which is gone
-    assert gap
     assert buffer.read_after(15) == ([], False)
+    # Only what the store's retention removed is lost: then a gap.
+    for seq in range(1, 4):
+        runtime.store.record(
+            TaskEvent(seq=100 + seq, kind="completed", task_id=f"t{seq}", parent_id=None,
+                      trace_id="tr", subagent_name="a", status="completed",
+                      timestamp=time.time()), {},
+        )
+    runtime.store.set_retention(max_tasks=0, max_age_days=None)
+    runtime.store.apply_retention()
+    items, gap = buffer.read_after(0)
+    assert gap and [i.seq for i in items][:2] == [4, 5]
+    assert not buffer.read_after(103)[1]  # had every removed one: nothing lost
+    items, _ = buffer.read_after(5)
     frame = items[-1].frame.decode()
     assert frame.startswith("id: 15\nevent: task\ndata: {") and frame.endswith("\n\n")
     assert json.loads(frame.split("data: ", 1)[1])["seq"] == 15

@@ -1,6 +1,7 @@
 """The scenarios of issue 4, in the order the issue lists them, then the Ray
-backend's (issue 6), the Ray backend on a two-node cluster (issue 19), and the
-registry views and many starts (issue 13), and metering and budgets (issue 15).
+backend's (issue 6), the Ray backend on a two-node cluster (issue 19), the
+registry views and many starts (issue 13), the task store's (issue 16), and
+metering and budgets (issue 15).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -26,6 +27,7 @@ from . import (
     stop_pending,
     stop_running,
     stop_tree,
+    store,
     views,
 )
 
@@ -57,6 +59,7 @@ SCENARIOS: list[Scenario] = [
         ray_cluster,
         views,
         start_many,
+        store,
         budgets,
     )
 ]

@@ -37,6 +37,8 @@ from ._errors import (
     MaxTurnsExceeded,
     ModelBindingError,
     RuntimeClosedError,
+    StoreError,
+    StoreSchemaError,
     SubagentError,
     UnknownTaskError,
     UnpricedModelError,
@@ -46,20 +48,27 @@ from ._executor import SubagentExecutor
 from ._meter import BudgetMeter
 from ._middleware import SubagentMiddleware
 from ._models import ModelBinder, register_model_binder
+from ._persist import TaskList
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
 from ._status import SubagentStatus
+from ._store import MemoryStore, SqliteStore, TaskPage, TaskRecord, TaskStore
 from ._task_tool import TaskTool, make_task_tool
 from ._usage import Usage
 
 if TYPE_CHECKING:
     from ._backends.ray import RayBackend, RayWorkerPool
+    from ._store import PostgresStore
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     # The Ray backend is imported only when asked for: the core never imports ray.
+    if name == "PostgresStore":  # psycopg is imported only when asked for
+        from ._store import _postgres
+
+        return _postgres.PostgresStore
     if name in ("RayBackend", "RayWorkerPool"):
         from ._backends import ray as ray_backend
 
@@ -76,8 +85,10 @@ __all__ = [
     "CapacityError",
     "DepthError",
     "MaxTurnsExceeded",
+    "MemoryStore",
     "ModelBinder",
     "ModelBindingError",
+    "PostgresStore",
     "RayBackend",
     "RayWorkerPool",
     "RunEnding",
@@ -85,6 +96,9 @@ __all__ = [
     "RunHandle",
     "RunOutcome",
     "RuntimeClosedError",
+    "SqliteStore",
+    "StoreError",
+    "StoreSchemaError",
     "SubagentConfig",
     "SubagentError",
     "SubagentExecutor",
@@ -93,6 +107,10 @@ __all__ = [
     "SubagentRuntime",
     "SubagentStatus",
     "TaskEvent",
+    "TaskList",
+    "TaskPage",
+    "TaskRecord",
+    "TaskStore",
     "TaskTicket",
     "TaskTool",
     "UnknownTaskError",

@@ -48,3 +48,13 @@ class ModelBindingError(SubagentError):
 def describe(exc: BaseException) -> str:
     """``"OriginalType: message"``: the form of every ``error`` a task records."""
     return f"{type(exc).__name__}: {exc}"
+
+
+class StoreError(SubagentError):
+    """A task store cannot be used: it cannot be opened or reached (the message
+    names the file or the host), or its schema is not one this version reads."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's schema was written by a newer version of subagent-exec (or
+    is not a subagent-exec schema at all); upgrade, or use another database."""

@@ -72,10 +72,11 @@ _STOP = object()
 class EventHub:
     """Numbers events and fans them out to subscribers and watchers."""
 
-    def __init__(self, name: str = "subagent-events") -> None:
+    def __init__(self, name: str = "subagent-events", first_seq: int = 1) -> None:
         self._name = name
         self._lock = threading.Lock()
-        self._seq = 0
+        #: Numbering goes on from a store's last seq after a restart.
+        self._seq = first_seq - 1
         self._subscribers: dict[int, EventCallback] = {}
         self._watchers: dict[str, dict[int, EventCallback]] = {}
         self._next_token = 0

@@ -36,6 +36,7 @@ from typing import Any
 from ._events import TaskEvent
 from ._meter import BudgetMeter
 from ._status import SubagentStatus
+from ._store import TaskRecord
 from ._usage import NO_USAGE, Usage
 
 #: Called under the lock with (event kind, holder, data) after each transition.
@@ -97,6 +98,8 @@ class SubagentResult:
         self.stop_reason: str | None = None
         self.cancel_reason: str | None = None
         self.ai_messages: list[dict[str, Any]] = []
+        #: True for a task read back from a store (``from_record``), not a live one.
+        self.stored = False
         #: Set as soon as a stop is requested (cancel or deadline). Checked by the
         #: sub-agent before streaming, at every chunk and at every model/tool call.
         self.cancel_event = threading.Event()
@@ -120,6 +123,55 @@ class SubagentResult:
         # under the lock by the registry, so a waiter that reads it and starts
         # watching under the same lock sees each event exactly once.
         self._history: list[TaskEvent] = []
+
+    @classmethod
+    def from_record(
+        cls, record: TaskRecord, events: list[TaskEvent] | None = None
+    ) -> SubagentResult:
+        """A task read back from a store (memory no longer holds it): its fields
+        as last recorded, and its events (``events``; else its last one, rebuilt
+        from the record). It is detached: nothing changes it any more."""
+        holder = cls(
+            task_id=record.task_id,
+            subagent_name=record.subagent_name,
+            task=record.task,
+            trace_id=record.trace_id,
+            parent_id=record.parent_id,
+            depth=record.depth,
+            owner=record.owner,
+            thread_id=record.thread_id,
+            background=bool(record.extra.get("background", False)),
+        )
+        holder.children = list(record.children)
+        holder.created_at = record.created_at
+        holder.started_at = record.started_at
+        holder.completed_at = record.completed_at
+        holder.result, holder.error = record.result, record.error
+        holder.stop_reason, holder.cancel_reason = record.stop_reason, record.cancel_reason
+        holder.ai_messages = list(record.ai_messages or [])
+        if record.usage:
+            holder.usage = Usage.from_dict(record.usage)
+            holder.tree_usage = Usage.from_dict(record.usage.get("tree") or record.usage)
+        holder.stored = True
+        if events is None and record.is_terminal:
+            events = [
+                TaskEvent(
+                    seq=record.last_seq,
+                    kind=record.status.value,
+                    task_id=record.task_id,
+                    parent_id=record.parent_id,
+                    trace_id=record.trace_id,
+                    subagent_name=record.subagent_name,
+                    status=record.status.value,
+                    timestamp=(record.completed_at or record.created_at).timestamp(),
+                    owner=record.owner,
+                )
+            ]
+        holder._history = list(events or [])
+        holder._status = record.status
+        if record.is_terminal:
+            holder._done.set()
+        return holder
 
     # -- reading ---------------------------------------------------------------
 

@@ -31,10 +31,12 @@ from ._exit import register_exit_hook
 from ._meter import BudgetMeter
 from ._metering import Metering
 from ._options import RuntimeOptions
+from ._persist import DEFAULT_STORE_RETAIN_DAYS, DEFAULT_STORE_RETAIN_MAX, Persistence
 from ._registry import Registry
 from ._result import SubagentResult
 from ._slots import SlotPool
 from ._status import SubagentStatus, status_filter
+from ._store import TaskStore
 from ._tasks import RegisteredTask, TaskSettings, check_submission
 from ._usage import Usage
 from ._waiting import CALLER_CANCELLED, TaskWaiter, check_wait
@@ -58,6 +60,11 @@ class SubagentRuntime:
     object such as ``RayBackend(address=...)``. ``price_table``: model name ->
     (price per million input tokens, per million output tokens), what costs
     and ``Budget(max_cost=...)`` are counted with (docs/budgets.md).
+
+    ``store``: where task records and events outlive memory (docs/store.md):
+    a ``TaskStore`` (default: a new ``MemoryStore``), ``":memory:"``, a SQLite
+    file path or a ``postgresql://`` URL. ``store_retain_max`` /
+    ``store_retain_days``: what the store keeps (None: no bound).
     """
 
     def __init__(
@@ -72,6 +79,9 @@ class SubagentRuntime:
         name: str = "subagent",
         backend: str | Backend = "thread",
         price_table: Mapping[str, tuple[float, float]] | None = None,
+        store: TaskStore | str | None = None,
+        store_retain_max: int | None = DEFAULT_STORE_RETAIN_MAX,
+        store_retain_days: float | None = DEFAULT_STORE_RETAIN_DAYS,
     ) -> None:
         options = RuntimeOptions(
             max_workers=max_workers,
@@ -91,8 +101,18 @@ class SubagentRuntime:
         self.cancel_grace_seconds = options.cancel_grace_seconds
         self.cleanup_timeout_seconds = options.cleanup_timeout_seconds
 
+        self.store_retain_max, self.store_retain_days = store_retain_max, store_retain_days
+        self._persist = Persistence.open(
+            store,
+            retain=(store_retain_max, store_retain_days),
+            memory=(retain_max, self.retain_ttl_seconds),
+            runtime_name=name,
+        )
         self._lock = threading.RLock()
-        self._events = EventHub(name=f"{name}-events")
+        # Numbering goes on from the store's: seqs never repeat across restarts.
+        self._events = EventHub(
+            name=f"{name}-events", first_seq=self._persist.store.last_seq() + 1
+        )
         # Invariant: the fields below are read and written under self._lock.
         self._tasks = Registry(retain_max=retain_max, retain_ttl_seconds=self.retain_ttl_seconds)
         self._slots: SlotPool[RegisteredTask] = SlotPool(max_workers)
@@ -204,7 +224,9 @@ class SubagentRuntime:
         with self._lock:
             self._tasks.forget_expired()
             entry = self._tasks.get(task_id)
-            return entry.holder if entry is not None else None
+            if entry is not None:
+                return entry.holder
+        return self._persist.restore(task_id)
 
     def list_tasks(
         self,
@@ -212,29 +234,44 @@ class SubagentRuntime:
         status: SubagentStatus | str | Iterable[SubagentStatus | str] | None = None,
         *,
         thread_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> list[SubagentResult]:
-        """Registered tasks in creation order, optionally filtered (``thread_id``:
-        only the tasks of that lead agent's thread, foreground and background)."""
+        """Tasks in memory in creation order, optionally filtered (``thread_id``:
+        only the tasks of that lead agent's thread, foreground and background).
+        With ``limit`` or ``cursor``: a page from the store, newest first,
+        forgotten tasks included: a :class:`TaskList` with the ``next_cursor``."""
         if parent_id is not None:
             check_task_id("list_tasks", "parent_id", parent_id)
         if thread_id is not None:
             check_task_id("list_tasks", "thread_id", thread_id)
         wanted = status_filter(status)
+        if limit is not None or cursor is not None:
+            return self._persist.page(
+                limit=100 if limit is None else limit, cursor=cursor, parent_id=parent_id,
+                statuses=wanted, thread_id=thread_id, live=self._live,
+            )
         with self._lock:
             self._tasks.forget_expired()
             # From the indexes (_views.py): proportional to the answer.
             found = self._tasks.views.select(parent_id, wanted, thread_id=thread_id)
             return [e.holder for e in (self._tasks if found is None else found)]
 
+    def _live(self, task_ids: list[str]) -> dict[str, SubagentResult]:
+        with self._lock:
+            entries = (self._tasks.get(task_id) for task_id in task_ids)
+            return {e.task_id: e.holder for e in entries if e is not None}
+
     def cleanup(self, task_id: str) -> bool:
-        """Forget a terminal task. False if unknown or not terminal yet."""
+        """Forget a terminal task (memory and store). False if unknown or unfinished."""
         check_task_id("cleanup", "task_id", task_id)
         with self._lock:
             entry = self._tasks.get(task_id)
-            if entry is None or not entry.holder.is_terminal:
+            if entry is not None and not entry.holder.is_terminal:
                 return False
-            self._tasks.forget(task_id)
-            return True
+            if entry is not None:
+                self._tasks.forget(task_id)
+        return self._persist.store.delete_task(task_id) or entry is not None
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Receive every task event (created, started, ai_message, cancel_requested,
@@ -245,6 +282,11 @@ class SubagentRuntime:
                 f"runtime {self.name!r} is shut down; subscribe to a new SubagentRuntime"
             )
         return self._events.subscribe(callback)
+
+    @property
+    def store(self) -> TaskStore:
+        """The store this runtime keeps its task records and events in."""
+        return self._persist.store
 
     @property
     def last_event_seq(self) -> int:
@@ -264,6 +306,7 @@ class SubagentRuntime:
                 "free_slots": self._slots.free,
                 "queued": self._slots.queued,
                 **self._backend.stats(),
+                **self._persist.stats(),
             }
 
     def tree_usage(self, task_id: str) -> Usage:
@@ -350,8 +393,14 @@ class SubagentRuntime:
     def _watch(
         self, task: str | SubagentResult, hand_over: Callable[[TaskEvent], None]
     ) -> tuple[SubagentResult, list[TaskEvent], Callable[[], None]]:
-        with self._lock:
-            return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
+        try:
+            with self._lock:
+                return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
+        except UnknownTaskError:
+            stored = self._persist.restore(task) if isinstance(task, str) else None
+            if stored is None or not stored.is_terminal:
+                raise
+            return stored, stored._events_so_far(), lambda: None  # it never changes
 
     def _lending(self) -> AbstractContextManager[None]:
         """While the caller (a task of this runtime) waits, its slot runs its children."""
@@ -519,7 +568,9 @@ class SubagentRuntime:
                 self._backend.shutdown(wait=False, deadline=None)
 
     def _publish_locked(self, kind: str, holder: SubagentResult, data: dict[str, Any]) -> None:
-        holder._record_event(self._events.publish(kind, holder, data))
+        event = self._events.publish(kind, holder, data)
+        holder._record_event(event)
+        self._persist.record(event, holder)  # never blocks on disk (docs/store.md)
 
     # -- shutting down ---------------------------------------------------------------------
 
@@ -559,7 +610,10 @@ class SubagentRuntime:
         # At the deadline, runs still unwinding are abandoned by the backend
         # (their statuses are written): ``timeout`` bounds the whole shutdown.
         self._metering.close()  # no budget deadline fires any more
-        if not self._backend.shutdown(wait=True, deadline=deadline) or not ended:
+        backend_done = self._backend.shutdown(wait=True, deadline=deadline)
+        # Every terminal event is written before the store is let go of.
+        self._persist.close(10.0 if deadline is None else max(1.0, remaining(deadline) or 0.0))
+        if not backend_done or not ended:
             return False
         self._events.close(remaining(deadline))
         return True

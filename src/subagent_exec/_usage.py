@@ -164,7 +164,25 @@ class Usage:
             "cost": self.cost,
             "usage_reported": self.usage_reported,
             "unreported_calls": self.unreported_calls,
+            "priced_cost": self.priced_cost,
+            "unpriced_calls": self.unpriced_calls,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The record ``to_dict`` gave (read back from a task store)."""
+        calls = int(data.get("model_calls", 0))
+        cost = data.get("cost")
+        return cls(
+            input_tokens=int(data.get("input_tokens", 0)),
+            output_tokens=int(data.get("output_tokens", 0)),
+            total_tokens=int(data.get("total_tokens", 0)),
+            cache_read_tokens=int(data.get("cache_read_tokens", 0)),
+            model_calls=calls,
+            unreported_calls=int(data.get("unreported_calls", 0)),
+            priced_cost=float(data.get("priced_cost", cost or 0.0)),
+            unpriced_calls=int(data.get("unpriced_calls", calls if cost is None else 0)),
+        )
 
     @classmethod
     def of_call(

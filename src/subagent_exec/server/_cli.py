@@ -17,6 +17,8 @@ from ._limits import HEADER_TIMEOUT_SECONDS, LIMIT_CONCURRENCY
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: The task store of `serve` when --db is not given: a SQLite file here.
+DEFAULT_DB = "subagent-exec.db"
 #: Host names every `serve` answers to (the bound address is added).
 LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
@@ -55,6 +57,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-workers", type=int, default=8, help="sub-agents doing work at once (default 8)"
     )
+    parser.add_argument(
+        "--db", default=DEFAULT_DB, metavar="PATH|URL",
+        help=f"the task store, so history survives a restart: a SQLite file (default "
+        f"{DEFAULT_DB} in the current directory), ':memory:' to keep nothing, or a "
+        "postgresql://user@host/db URL (needs subagent-exec[postgres])",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     parser.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME",
@@ -70,6 +78,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="close a connection whose request head has not arrived by then "
         f"(default {HEADER_TIMEOUT_SECONDS:g})",
     )
+
+
+def describe_store(store: Any) -> str:
+    """What `serve` says about its store at start."""
+    if not store.durable:
+        return "in memory: nothing is kept after the server stops"
+    kind = "PostgreSQL" if store.location.startswith("postgresql://") else "SQLite file"
+    return f"{kind} {store.location}"
 
 
 def allowed_host_names(bound: str, extra: list[str]) -> list[str]:
@@ -103,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
+    from .._errors import StoreError
     from .._runtime import SubagentRuntime
     from ._app import check_allowed_hosts, create_app
     from ._limits import serve_config
@@ -122,7 +139,15 @@ def serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    runtime = SubagentRuntime(max_workers=args.max_workers, max_depth=3, name="server")
+    try:
+        # The runtime opens (and at the end closes) the store --db names.
+        runtime = SubagentRuntime(
+            max_workers=args.max_workers, max_depth=3, name="server", store=args.db
+        )
+    except (StoreError, ImportError, ValueError) as exc:
+        print(f"subagent-exec: {exc}", file=sys.stderr)
+        sock.close()
+        return 1
     app = create_app(runtime, allowed_hosts=hosts)
     config = serve_config(
         app,
@@ -136,6 +161,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"subagent-exec: open http://{shown_host}:{port}/ in a browser (Ctrl-C to stop)")
     print(f"subagent-exec: answering requests for host names {', '.join(hosts)} "
           "(add more with --allowed-host)")
+    print(f"subagent-exec: task store {describe_store(runtime.store)} (--db to change)")
     server = _server_class()(config, on_exit=app.state.subagent_router.event_buffer.stop)
     try:
         server.run(sockets=[sock])

@@ -24,6 +24,7 @@ from .._errors import CapacityError, RuntimeClosedError
 from .._result import SubagentResult
 from .._runtime import SubagentRuntime
 from . import _schema as schema
+from ._history import check_cursor, history_page, parse_limit
 from ._inputs import (
     MAX_REASON_CHARS,
     MAX_SEQ_DIGITS,
@@ -193,9 +194,13 @@ def create_router(
         parent_id: Annotated[str | None, Query(description="only this task's children")] = None,
         root: Annotated[bool | None, Query(description="true: only tasks without a parent")] = None,
         thread_id: ThreadQuery = None,
+        limit: Annotated[str | None, Query(description="a page from the task store, "
+                                           "newest first (1-500)")] = None,
+        cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
-        """Your tasks in creation order, with ``last_seq``: open ``/events?after=last_seq``
-        to follow them from this snapshot on without missing an event."""
+        """Your tasks in memory in creation order, with ``last_seq``: open
+        ``/events?after=last_seq`` to follow them from this snapshot on. With
+        ``limit``: a page of the store, newest first, and ``next_cursor``."""
         wanted = parse_statuses(status)
         if parent_id is not None:
             check_task_id(parent_id, "parent_id")
@@ -204,6 +209,11 @@ def create_router(
         # Read before the snapshot: replaying from here may repeat a transition
         # the snapshot already shows, but can never skip one.
         last_seq = buffer.last_seq
+        if limit is not None or cursor is not None:
+            page = history_page(runtime, checked_owner(owner), limit=parse_limit(limit),
+                                cursor=check_cursor(cursor), parent_id=parent_id,
+                                statuses=wanted, root=root, thread_id=thread_id)
+            return {**page, "last_seq": last_seq, "server_time": time.time()}
         holders = runtime.list_tasks(parent_id=parent_id, status=wanted, thread_id=thread_id)
         tasks = [
             task_json(h, owner)

@@ -86,6 +86,8 @@ class TaskListAnswer(_Open):
     tasks: list[TaskAnswer]
     last_seq: int = Field(ge=0)
     server_time: float
+    #: With ?limit=: the cursor of the next (older) page; None on the last.
+    next_cursor: str | None = None
 
 
 class StopAccepted(_Open):

@@ -13,7 +13,9 @@ it has sent last and reads the ring from there, so:
   falls further behind than the ring holds, it is told so with a ``reset``
   event and re-reads the task list;
 * a client that reconnects with ``Last-Event-ID`` gets exactly the events it
-  missed, as long as they are still in the ring.
+  missed: from the ring, or, older than the ring, from the runtime's task
+  store (``runtime.store``), which a durable store keeps across restarts of
+  the server. Only events the store's retention removed end in a ``reset``.
 
 Runtime subscribers are called on the runtime's dispatcher thread; the buffer
 only appends under its own lock and *wakes* each client's event loop with
@@ -26,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -65,6 +67,9 @@ MAX_EVENT_FRAME_BYTES = 64 * 1024
 DEFAULT_EVENT_BUFFER_BYTES = 16 * 1024 * 1024
 #: What one buffered event costs besides its frame (the object, its ids).
 EVENT_OVERHEAD_BYTES = 256
+#: Events read from the store at a time when a stream replays what the ring
+#: no longer (or never) held.
+STORE_READ_EVENTS = 500
 
 
 def sse_frame(data: object, *, event: str | None = None, event_id: int | None = None) -> bytes:
@@ -162,15 +167,15 @@ class EventBuffer:
         self._lock = threading.Lock()
         self._ring: deque[BufferedEvent] = deque()
         self._bytes = 0
-        self._last_seq = 0
-        # The highest seq that left the ring: a client behind it missed events.
-        self._dropped_through = 0
+        # Events up to here that the ring does not hold are read from the store.
+        self._last_seq = runtime.last_event_seq
         self._clients: set[StreamClient] = set()
         self._unsubscribe: Callable[[], None] | None = None
-        #: Names this buffer's numbering: event seqs restart at 1 with a new
-        #: runtime (a restarted server), so a client compares epochs to tell
-        #: "resumed" from "talking to a different server".
-        self.epoch = uuid.uuid4().hex
+        #: Names this buffer's numbering, which is its store's: the same after
+        #: a restart on a durable store (seqs go on), new with a new memory
+        #: store, so a client compares epochs to tell "resumed" from "talking
+        #: to a different server".
+        self.epoch = runtime.store.store_id
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -200,39 +205,18 @@ class EventBuffer:
     # -- the runtime side (dispatcher thread) --------------------------------------
 
     def _on_event(self, event: TaskEvent) -> None:
-        payload = event.to_dict()
-        if event.is_terminal:
-            # The terminal event itself says only the status; a page wants the
-            # why at once, without one GET per ended task. The holder no longer
-            # changes once terminal, so this read is consistent.
-            holder = self.runtime.get(event.task_id)
-            if holder is not None:
-                payload["outcome"] = {
-                    "result": holder.result,
-                    "error": holder.error,
-                    "cancel_reason": holder.cancel_reason,
-                    "stop_reason": holder.stop_reason,
-                }
-        item = BufferedEvent(
-            seq=event.seq,
-            task_id=event.task_id,
-            parent_id=event.parent_id,
-            owner=event.owner,
-            is_terminal=event.is_terminal,
-            frame=task_event_frame(payload, event.seq),
-        )
+        item = self._buffered(event)
         with self._lock:
             self._ring.append(item)
             self._bytes += _cost(item)
-            self._last_seq = item.seq
-            # Both bounds, oldest first; a lone event bigger than max_bytes is
-            # dropped too (a client that needed it is told with a reset).
+            self._last_seq = max(self._last_seq, item.seq)
+            # Both bounds, oldest first (what leaves the ring is still in the
+            # store; a lone event bigger than max_bytes is dropped too).
             while self._ring and (
                 len(self._ring) > self.capacity or self._bytes > self.max_bytes
             ):
                 dropped = self._ring.popleft()
                 self._bytes -= _cost(dropped)
-                self._dropped_through = dropped.seq
             clients = list(self._clients)
         for client in clients:
             client.wake()
@@ -271,8 +255,10 @@ class EventBuffer:
             self._clients.discard(client)
 
     def read_after(self, seq: int) -> tuple[list[BufferedEvent], bool]:
-        """Buffered events newer than ``seq``, oldest first, and whether events
-        between ``seq`` and the first of them are lost (the ring overflowed)."""
+        """Events newer than ``seq``, oldest first, and whether events between
+        ``seq`` and the first of them are lost (removed by store retention).
+        Older than the ring: up to ``STORE_READ_EVENTS`` at a time from the
+        store (call again while the last one returned is behind ``last_seq``)."""
         with self._lock:
             newer: list[BufferedEvent] = []
             # Clients are usually near the head: walk from the newest end.
@@ -280,16 +266,54 @@ class EventBuffer:
                 if item.seq <= seq:
                     break
                 newer.append(item)
-            gap = seq < self._dropped_through
+            covered_from = self._ring[0].seq if self._ring else self._last_seq + 1
         newer.reverse()
-        return newer, gap
+        if seq + 1 >= covered_from:
+            return newer, False
+        # The ring lacks (seq, covered_from): the store has them, unless its
+        # retention removed some. Reads are short and bounded (a limit).
+        store = self.runtime.store
+        gap = seq < store.removed_through()
+        stored = [
+            self._buffered(event)
+            for event in store.read_events(after=seq, limit=STORE_READ_EVENTS)
+            if event.seq < covered_from
+        ]
+        if len(stored) == STORE_READ_EVENTS:
+            return stored, gap  # the rest on the next call
+        return stored + newer, gap
+
+    def _buffered(self, event: TaskEvent) -> BufferedEvent:
+        payload = event.to_dict()
+        if event.is_terminal:
+            # The terminal event itself says only the status; a page wants the
+            # why at once, without one GET per ended task. A terminal task no
+            # longer changes, so this read is consistent.
+            holder: Any = self.runtime.get(event.task_id)
+            if holder is not None:
+                payload["outcome"] = {
+                    "result": holder.result,
+                    "error": holder.error,
+                    "cancel_reason": holder.cancel_reason,
+                    "stop_reason": holder.stop_reason,
+                }
+        return BufferedEvent(
+            seq=event.seq,
+            task_id=event.task_id,
+            parent_id=event.parent_id,
+            owner=event.owner,
+            is_terminal=event.is_terminal,
+            frame=task_event_frame(payload, event.seq),
+        )
 
 
 def _cost(item: BufferedEvent) -> int:
     return len(item.frame) + EVENT_OVERHEAD_BYTES
 
 
-RESET_REASON_OVERFLOW = "events were lost: this stream fell behind the server's event buffer"
+RESET_REASON_OVERFLOW = (
+    "events were lost: the task store's retention removed events this stream had not sent"
+)
 RESET_REASON_STALE = "Last-Event-ID is not from this server's event stream"
 
 
@@ -336,6 +360,8 @@ async def event_frames(
                 last = items[-1].seq
             if frames:
                 yield b"".join(frames)
+            if items and last < buffer.last_seq:
+                continue  # replaying from the store: the next batch at once
             if finished is not None:
                 if check_end and flush_to is None and finished():
                     flush_to = buffer.runtime.last_event_seq

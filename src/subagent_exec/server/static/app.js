@@ -15,6 +15,8 @@ const CAN_START_RUNS =
   document.querySelector('meta[name="subagent-exec-can-start-runs"]').content === "true";
 let source = null;
 let serverEpoch = null; // which server's event numbering we follow
+let olderCursor = null; // the next page of past runs (GET tasks?root=true&limit=)
+const HISTORY_PAGE = 20;
 
 function forgetEverything() {
   tasks.clear();
@@ -33,7 +35,7 @@ async function loadSnapshot({ prune = false } = {}) {
     // server no longer knows, unless an event newer than the snapshot
     // mentioned them (then the snapshot was simply taken before they existed).
     for (const [id, t] of tasks) {
-      if (known.has(id) || t.lastSeq > body.last_seq) continue;
+      if (known.has(id) || t.lastSeq > body.last_seq || t.fromHistory) continue;
       tasks.delete(id);
       forgetViews([id]);
     }
@@ -49,6 +51,38 @@ async function loadSnapshot({ prune = false } = {}) {
   if (changed) saveCleared();
   scheduleRender();
   return body.last_seq;
+}
+
+// Past runs, a page at a time, newest first, from the server's task store:
+// what happened before a restart, or what memory has let go of. Each run not
+// already shown comes with its tree (GET tasks/{id} names the children).
+async function loadHistory() {
+  const query = "tasks?root=true&limit=" + HISTORY_PAGE +
+    (olderCursor ? "&cursor=" + encodeURIComponent(olderCursor) : "");
+  const response = await fetch(BASE + query, { cache: "no-store" });
+  if (!response.ok) throw new Error("GET older runs: HTTP " + response.status);
+  const body = await response.json();
+  const trees = [];
+  for (const d of body.tasks) {
+    if (tasks.has(d.task_id)) continue;
+    mergeSnapshot(d).fromHistory = true;
+    trees.push(loadTree(d.task_id));
+  }
+  olderCursor = body.next_cursor;
+  document.getElementById("older-runs").hidden = !olderCursor;
+  scheduleRender();
+  await Promise.all(trees);
+}
+
+async function loadTree(id) {
+  const response = await fetch(BASE + "tasks/" + encodeURIComponent(id), { cache: "no-store" });
+  if (!response.ok) return; // removed meanwhile: keep what we have
+  const d = await response.json();
+  const t = mergeSnapshot(d);
+  t.fromHistory = true;
+  if (TERMINAL.has(t.status)) t.fullLoaded = true;
+  scheduleRender();
+  await Promise.all(d.children.filter((c) => !tasks.has(c)).map(loadTree));
 }
 
 // One task with everything the server keeps: full texts and all AI messages.
@@ -192,12 +226,18 @@ if (CAN_START_RUNS) {
 document.getElementById("clear-finished").addEventListener("click", () => {
   setCleared(finishedRunIds(), true);
 });
+document.getElementById("older-runs").addEventListener("click", () => {
+  loadHistory().catch((err) => notice(String(err)));
+});
 document.getElementById("show-cleared").addEventListener("click", () => {
   page.showCleared = !page.showCleared;
   remeasureAll();
 });
 loadSnapshot()
-  .then(connect)
+  .then((seq) => {
+    connect(seq);
+    return loadHistory();
+  })
   .catch((err) => {
     notice("Could not load the tasks: " + err);
     connect(0);

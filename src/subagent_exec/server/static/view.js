@@ -295,7 +295,9 @@ function render() {
       }
     } else if (view.wrap.parentNode !== runs) {
       view.wrap.classList.add("run");
-      runs.insertBefore(view.wrap, runs.firstChild);
+      // Runs from the store's older pages go below (they come newest first).
+      if (t.fromHistory) runs.append(view.wrap);
+      else runs.insertBefore(view.wrap, runs.firstChild);
     }
     put(view, "isRun", view.head, "hidden", !isRun);
     const isCleared = isRun && cleared.has(t.id);
