@@ -263,6 +263,17 @@ def test_adding_usage_is_associative_and_commutative(metas: list[Any]) -> None:
     assert (a + b) == (b + a) or (a + b).priced_cost == pytest.approx((b + a).priced_cost)
 
 
+@given(calls=st.lists(st.tuples(metadata_st, st.sampled_from(["a", "x"])), max_size=10))
+def test_a_stored_usage_reads_back_exactly(calls: list[tuple[dict[str, Any] | None, str]]) -> None:
+    total = sum((Usage.of_call(m, model_name=n, prices={"a": (1.0, 2.0)}) for m, n in calls),
+                Usage())
+    assert Usage.from_dict(total.to_record()) == total
+    # A to_dict() (events, HTTP) reads back too; an unknown cost stays unknown.
+    again = Usage.from_dict(total.to_dict())
+    assert again.total_tokens == total.total_tokens and again.model_calls == total.model_calls
+    assert (again.cost is None) == (total.cost is None)
+
+
 def test_adding_something_else_is_refused() -> None:
     with pytest.raises(TypeError):
         Usage() + 5  # type: ignore[operator]

@@ -305,22 +305,27 @@ def test_the_warning_comes_once_as_an_event_and_once_as_a_note(
     rt = make_backend_runtime()
     events = _events(rt)
     executor = SubagentExecutor(looper(tokens=100, heed=True), tools=[lookup], runtime=rt)
-    holder = executor.execute("look", budget=Budget(max_tokens=1_000, warn_at=0.5))
     # After 5 calls (500 tokens) the note is sent; the next call heeds it and
     # answers. On Ray the note travels from the driver to the worker while the
-    # run goes on, so a fast run may read it a call or two later (docs/budgets.md).
+    # run goes on, so a fast run may read it some calls later (docs/budgets.md):
+    # there the budget leaves room for that on a loaded machine.
+    on_ray = rt.backend.name == "ray"
+    allowed, warn_at, percent = (10_000, 0.05, 5) if on_ray else (1_000, 0.5, 50)
+    holder = executor.execute("look", budget=Budget(max_tokens=allowed, warn_at=warn_at))
     assert holder.status is SubagentStatus.COMPLETED, holder.error
     assert holder.result == WARNED_ANSWER
-    if rt.backend.name == "ray":
-        assert 6 <= holder.usage.model_calls < 10
+    if on_ray:
+        assert 6 <= holder.usage.model_calls < 100
     else:
         assert holder.usage.model_calls == 6
     assert wait_until(lambda: any(e.is_terminal for e in events))
     warnings = [e for e in events if e.kind == "budget_warning"]
     assert len(warnings) == 1
     data = warnings[0].data
-    assert data["limit"] == "max_tokens" and data["used"] == 500 and data["allowed"] == 1_000
-    assert data["note"] == "You have used 50% of your token budget: finish with what you have."
+    assert data["limit"] == "max_tokens" and data["used"] == 500 and data["allowed"] == allowed
+    assert data["note"] == (
+        f"You have used {percent}% of your token budget: finish with what you have."
+    )
     assert data["budget_of"] == f"task {holder.task_id} (looper)"
 
 

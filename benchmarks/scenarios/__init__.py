@@ -59,7 +59,7 @@ SCENARIOS: list[Scenario] = [
         ray_cluster,
         views,
         start_many,
-        store,
         budgets,
+        store,
     )
 ]

@@ -98,7 +98,7 @@ def record_changes(kind: str, holder: SubagentResult) -> dict[str, Any]:
         }
         # What the task used, and its subtree (docs/budgets.md): read back by
         # SubagentResult.from_record.
-        changes["usage"] = {**holder.usage.to_dict(), "tree": holder.tree_usage.to_dict()}
+        changes["usage"] = {**holder.usage.to_record(), "tree": holder.tree_usage.to_record()}
         return changes
     return {}
 

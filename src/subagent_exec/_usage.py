@@ -20,6 +20,7 @@ the input price (an upper bound when a provider discounts cache reads).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -164,13 +165,16 @@ class Usage:
             "cost": self.cost,
             "usage_reported": self.usage_reported,
             "unreported_calls": self.unreported_calls,
-            "priced_cost": self.priced_cost,
-            "unpriced_calls": self.unpriced_calls,
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, exactly (what a task store keeps; ``from_dict`` reads it)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        """The record ``to_dict`` gave (read back from a task store)."""
+        """A ``to_record()`` (read back from a task store), or a ``to_dict()``
+        (where a cost is unknown, its known part is then lost)."""
         calls = int(data.get("model_calls", 0))
         cost = data.get("cost")
         return cls(
