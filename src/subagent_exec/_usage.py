@@ -20,7 +20,6 @@ the input price (an upper bound when a provider discounts cache reads).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -169,7 +168,17 @@ class Usage:
 
     def to_record(self) -> dict[str, Any]:
         """Every field, exactly (what a task store keeps; ``from_dict`` reads it)."""
-        return dataclasses.asdict(self)
+        # Spelled out: dataclasses.asdict costs ~70 µs here, under the runtime lock.
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "model_calls": self.model_calls,
+            "unreported_calls": self.unreported_calls,
+            "priced_cost": self.priced_cost,
+            "unpriced_calls": self.unpriced_calls,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
