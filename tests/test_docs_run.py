@@ -10,12 +10,16 @@ are few of those, and this test keeps it so.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,9 +82,59 @@ def ray_tmpdir() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-# Each block is a fresh interpreter (imports alone take seconds): with 25-odd
-# blocks on 2 shared cores the whole set takes ~2 min, beyond the suite's
-# default per-test timeout. Each block keeps its own limit.
+class Zygote:
+    """A fork server (tests/docs_zygote.py) that runs one block at a time.
+
+    Set ``DOCS_RUN_FRESH=1`` to run every block in a fresh interpreter instead
+    (slower; the same results are expected)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "docs_zygote.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        )
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the docs fork server ended ({self.process.wait(10)})")
+        return line.strip()
+
+    def run(self, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        assert self.process.stdin is not None
+        out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+        request = {"code": code, "cwd": str(cwd), "out": str(out), "err": str(err)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        pid = int(self._line().removeprefix("pid "))
+        # The block's own time limit: kill the child, not the server.
+        timer = threading.Timer(BLOCK_TIMEOUT_SECONDS, os.kill, (pid, signal.SIGKILL))
+        timer.start()
+        try:
+            code_ = int(self._line().removeprefix("exit "))
+        finally:
+            timer.cancel()
+        return subprocess.CompletedProcess(
+            [sys.executable, "-c", code], code_,
+            out.read_text(errors="replace"), err.read_text(errors="replace"),
+        )
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# Each block runs in its own interpreter: forked from a server that imported
+# the heavy modules once (tests/docs_zygote.py says why that is the same for a
+# block), two at a time. The whole set still takes a while on 2 shared cores,
+# beyond the suite's default per-test timeout; each block keeps its own limit.
 @pytest.mark.timeout(420)
 def test_every_python_block_runs_as_pasted(
     fake_providers: ProviderServer, tmp_path: Path, ray_tmpdir: str
@@ -97,11 +151,24 @@ def test_every_python_block_runs_as_pasted(
     }
     runnable = [b for b in blocks() if b.not_run is None]
     assert len(runnable) >= 10
+    fresh = os.environ.get("DOCS_RUN_FRESH") == "1"
+    servers: queue.Queue[Zygote] = queue.Queue()
+    workers = 2
+    if not fresh:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for server in pool.map(lambda _: Zygote(env), range(workers)):
+                servers.put(server)
 
     def run(index_block: tuple[int, Block]) -> tuple[Block, subprocess.CompletedProcess[str]]:
         index, block = index_block
         workdir = tmp_path / f"block{index}"
         workdir.mkdir()
+        if not fresh:
+            server = servers.get()
+            try:
+                return block, server.run(block.code, workdir)
+            finally:
+                servers.put(server)
         done = subprocess.run(
             [sys.executable, "-c", block.code],
             cwd=workdir,
@@ -112,8 +179,12 @@ def test_every_python_block_runs_as_pasted(
         )
         return block, done
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, enumerate(runnable)))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run, enumerate(runnable)))
+    finally:
+        while not servers.empty():
+            servers.get().close()
     failures = [
         f"{block.name} exited {done.returncode}:\n{done.stderr[-2500:]}"
         for block, done in results
