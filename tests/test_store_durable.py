@@ -149,7 +149,7 @@ def test_a_store_of_the_first_schema_is_migrated_with_its_data(maker: StoreMaker
 
     store = maker.open()
     versions = _sql(maker, "SELECT version FROM subagent_schema_migrations ORDER BY version")
-    assert [r[0] for r in versions] == [1, 2]
+    assert [r[0] for r in versions] == [m.version for m in MIGRATIONS]
     old = store.get_task("v1-task")
     assert old is not None and old.result == "kept" and old.process_id is None
     assert store.last_seq() == 2

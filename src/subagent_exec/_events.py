@@ -72,11 +72,15 @@ _STOP = object()
 class EventHub:
     """Numbers events and fans them out to subscribers and watchers."""
 
-    def __init__(self, name: str = "subagent-events", first_seq: int = 1) -> None:
+    def __init__(self, name: str = "subagent-events", first_seq: int = 1, step: int = 1) -> None:
         self._name = name
         self._lock = threading.Lock()
-        #: Numbering goes on from a store's last seq after a restart.
-        self._seq = first_seq - 1
+        #: Numbering goes on from a store's last seq after a restart. With
+        #: ``step`` > 1 (several processes on one store, _cluster/) this hub's
+        #: seqs are ``first_seq`` plus multiples of ``step``: another process's
+        #: never collide with them.
+        self._step = step
+        self._seq = first_seq - step
         self._subscribers: dict[int, EventCallback] = {}
         self._watchers: dict[str, dict[int, EventCallback]] = {}
         self._next_token = 0
@@ -87,7 +91,7 @@ class EventHub:
     # Called by the runtime under its lock, so seq order is transition order.
     def publish(self, kind: str, holder: Any, data: dict[str, Any]) -> TaskEvent:
         with self._lock:
-            self._seq += 1
+            self._seq += self._step
             event = TaskEvent(
                 seq=self._seq,
                 kind=kind,
@@ -102,6 +106,35 @@ class EventHub:
             )
             watchers = list(self._watchers.get(holder.task_id, {}).values())
             has_subscribers = bool(self._subscribers)
+        self._fan_out(event, watchers, has_subscribers)
+        return event
+
+    def take_seq(self, above: int = 0) -> int:
+        """A seq of this hub's numbering for an event built elsewhere (a task
+        of a dead process marked interrupted), greater than ``above``."""
+        with self._lock:
+            self._advance_locked(above)
+            self._seq += self._step
+            return self._seq
+
+    def deliver(self, event: TaskEvent) -> None:
+        """Hand an event numbered elsewhere (another process's task, read from
+        the store) to this hub's watchers and subscribers, as if published
+        here; later seqs of this hub follow it."""
+        with self._lock:
+            self._advance_locked(event.seq)
+            watchers = list(self._watchers.get(event.task_id, {}).values())
+            has_subscribers = bool(self._subscribers)
+        self._fan_out(event, watchers, has_subscribers)
+
+    def _advance_locked(self, seq: int) -> None:
+        # Keep this hub's residue (seq modulo step) while moving past ``seq``.
+        if seq > self._seq:
+            self._seq += (seq - self._seq) // self._step * self._step
+
+    def _fan_out(
+        self, event: TaskEvent, watchers: list[EventCallback], has_subscribers: bool
+    ) -> None:
         for watcher in watchers:
             try:
                 watcher(event)
@@ -109,7 +142,6 @@ class EventHub:
                 logger.exception("task watcher failed [task=%s]", event.task_id)
         if has_subscribers:
             self._queue.put(event)
-        return event
 
     @property
     def last_seq(self) -> int:

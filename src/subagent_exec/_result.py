@@ -142,17 +142,30 @@ class SubagentResult:
             thread_id=record.thread_id,
             background=bool(record.extra.get("background", False)),
         )
-        holder.children = list(record.children)
-        holder.created_at = record.created_at
-        holder.started_at = record.started_at
-        holder.completed_at = record.completed_at
-        holder.result, holder.error = record.result, record.error
-        holder.stop_reason, holder.cancel_reason = record.stop_reason, record.cancel_reason
-        holder.ai_messages = list(record.ai_messages or [])
+        holder.refresh_from_record(record, events)
+        return holder
+
+    def refresh_from_record(
+        self, record: TaskRecord, events: list[TaskEvent] | None = None
+    ) -> None:
+        """Take a newer record of this same detached task (``stored``): one
+        another process runs, read from the store again (``_cluster/``)."""
+        if record.task_id != self.task_id:
+            raise ValueError(
+                f"SubagentResult.refresh_from_record: record must be of task {self.task_id!r}, "
+                f"got one of {record.task_id!r}"
+            )
+        self.children = list(record.children)
+        self.created_at = record.created_at
+        self.started_at = record.started_at
+        self.completed_at = record.completed_at
+        self.result, self.error = record.result, record.error
+        self.stop_reason, self.cancel_reason = record.stop_reason, record.cancel_reason
+        self.ai_messages = list(record.ai_messages or [])
         if record.usage:
-            holder.usage = Usage.from_dict(record.usage)
-            holder.tree_usage = Usage.from_dict(record.usage.get("tree") or record.usage)
-        holder.stored = True
+            self.usage = Usage.from_dict(record.usage)
+            self.tree_usage = Usage.from_dict(record.usage.get("tree") or record.usage)
+        self.stored = True
         if events is None and record.is_terminal:
             events = [
                 TaskEvent(
@@ -167,11 +180,10 @@ class SubagentResult:
                     owner=record.owner,
                 )
             ]
-        holder._history = list(events or [])
-        holder._status = record.status
+        self._history = list(events or [])
+        self._status = record.status
         if record.is_terminal:
-            holder._done.set()
-        return holder
+            self._done.set()
 
     # -- reading ---------------------------------------------------------------
 

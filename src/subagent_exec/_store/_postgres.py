@@ -25,6 +25,11 @@ from ._statements import Tx
 DEFAULT_FLUSH_INTERVAL = 0.1
 #: pg_advisory_xact_lock key taken by maintenance (restart marking, retention).
 MAINTENANCE_LOCK_KEY = MIGRATION_LOCK_KEY + 1
+#: pg_advisory_xact_lock key held while events are inserted, when several
+#: processes share the store: their feed_id order is then their commit order.
+FEED_LOCK_KEY = MIGRATION_LOCK_KEY + 2
+#: The channel a store shared by several processes notifies its writes on.
+EVENTS_CHANNEL = "subagent_events"
 
 
 class _PgTx:
@@ -97,6 +102,9 @@ class PostgresStore(SqlStore):
         )
         check_int("PostgresStore", "pool_size", pool_size, minimum=2)
         self._pool: Any = None
+        self._dsn = dsn
+        #: Set by a cluster (_cluster/): writes are ordered for its feed and notified.
+        self.shared = False
         connect_args = {"connect_timeout": max(1, round(timeout))}
         try:
             with (
@@ -151,6 +159,18 @@ class PostgresStore(SqlStore):
 
     def _lock_maintenance(self, tx: Tx) -> None:
         tx.q("SELECT pg_advisory_xact_lock(?)", (MAINTENANCE_LOCK_KEY,))
+
+    def _before_events(self, tx: Tx) -> None:
+        if self.shared:
+            tx.q("SELECT pg_advisory_xact_lock(?)", (FEED_LOCK_KEY,))
+            tx.q("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, self.process_id))
+
+    def connect(self) -> Any:
+        """A new connection of its own (autocommit) to this store's database:
+        for a listener, or work that must not wait for the pool."""
+        import psycopg
+
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
 
     def _close_connections(self) -> None:
         pool, self._pool = self._pool, None

@@ -21,10 +21,13 @@ from typing import Any
 
 from .._errors import StoreSchemaError
 
-#: Column types per dialect: {INT} a 64-bit integer, {REAL} a double.
+#: Column types per dialect: {INT} a 64-bit integer, {REAL} a double,
+#: {SERIAL} an integer the database numbers itself (SQLite: a rowid alias as a
+#: primary key, else a plain column left NULL; the numbering serves only the
+#: processes sharing a PostgreSQL store).
 TYPES = {
-    "sqlite": {"INT": "INTEGER", "REAL": "REAL"},
-    "postgres": {"INT": "BIGINT", "REAL": "DOUBLE PRECISION"},
+    "sqlite": {"INT": "INTEGER", "REAL": "REAL", "SERIAL": "INTEGER"},
+    "postgres": {"INT": "BIGINT", "REAL": "DOUBLE PRECISION", "SERIAL": "BIGSERIAL"},
 }
 MIGRATIONS_TABLE = "subagent_schema_migrations"
 #: pg_advisory_xact_lock key taken while migrating (an arbitrary constant).
@@ -90,6 +93,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "ALTER TABLE subagent_tasks ADD COLUMN process_id TEXT",
             "CREATE INDEX subagent_tasks_process ON subagent_tasks (process_id, status)",
+        ),
+    ),
+    Migration(
+        3,
+        "several processes on one store",
+        (
+            # A live process's slot: its event seqs are the ones congruent to
+            # it (no two live processes number an event alike); who declared
+            # a dead process gone and marked its tasks (once: _cluster/).
+            "ALTER TABLE subagent_processes ADD COLUMN slot {INT}",
+            "ALTER TABLE subagent_processes ADD COLUMN reaped_by TEXT",
+            "ALTER TABLE subagent_processes ADD COLUMN reaped_at {REAL}",
+            # The order events were committed in, across processes: what a
+            # process reads other processes' events by.
+            "ALTER TABLE subagent_events ADD COLUMN feed_id {SERIAL}",
+            "CREATE INDEX subagent_events_feed ON subagent_events (feed_id)",
+            # A stop asked of a task another process runs, until it handles it.
+            """CREATE TABLE subagent_stop_requests (
+                request_id {SERIAL} PRIMARY KEY,
+                task_id TEXT NOT NULL,
+                process_id TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                requested_by TEXT,
+                requested_at {REAL} NOT NULL,
+                handled_at {REAL}
+            )""",
+            "CREATE INDEX subagent_stop_requests_open ON subagent_stop_requests "
+            "(process_id, handled_at)",
         ),
     ),
 )

@@ -86,6 +86,11 @@ class SqlStore(TaskStore):
         """Serialise maintenance with other processes (PostgreSQL: a lock)."""
         return None
 
+    def _before_events(self, tx: Tx) -> None:
+        """Before a batch's events are inserted (PostgreSQL shared by several
+        processes: commit them in the order the feed reads them, and tell)."""
+        return None
+
     # -- opening -------------------------------------------------------------------------
 
     def _start(self, *, name: str, flush_interval: float) -> None:
@@ -149,6 +154,7 @@ class SqlStore(TaskStore):
         """One batch, one transaction (the writer thread)."""
         with self._write_tx() as tx:
             if batch.events:
+                self._before_events(tx)
                 tx.many(
                     INSERT_EVENT,
                     [(e.seq, key(e.task_id), e.kind, dumps(e.to_dict())) for e in batch.events],
