@@ -30,6 +30,7 @@ from ._default import (
     request_cancel_background_task,
     subscribe,
 )
+from ._cluster import ClusterOptions
 from ._errors import (
     BudgetExceeded,
     CapacityError,
@@ -83,6 +84,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetMeter",
     "CapacityError",
+    "ClusterOptions",
     "DepthError",
     "MaxTurnsExceeded",
     "MemoryStore",

@@ -123,11 +123,13 @@ class Persistence:
         retain: tuple[int | None, float | None],
         memory: tuple[int, float | None],
         runtime_name: str,
+        interrupt: bool = True,
     ) -> Persistence:
         """Open the store ``spec`` names, bound it (``retain``: store_retain_max
         and store_retain_days; a ``MemoryStore`` keeps no more than ``memory``,
         the runtime's retain_max and retain_ttl_seconds), and mark what its
-        dead processes left unfinished as interrupted."""
+        dead processes left unfinished as interrupted (``interrupt``; a
+        cluster decides which processes are dead itself: _cluster/)."""
         max_tasks, days = retain
         check_store_retention(max_tasks, days)
         store, owned = open_store(spec)
@@ -137,7 +139,7 @@ class Persistence:
             ttl_days = None if ttl is None else ttl / 86400.0
             days = ttl_days if days is None or ttl_days is None else min(days, ttl_days)
         store.set_retention(max_tasks=max_tasks, max_age_days=days)
-        interrupted = store.mark_interrupted()
+        interrupted = store.mark_interrupted() if interrupt else []
         if interrupted:
             logger.warning(
                 "runtime %r: %d tasks in the store at %s were unfinished when their process "

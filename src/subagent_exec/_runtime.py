@@ -23,6 +23,7 @@ from typing import Any
 from ._backends import load_backend
 from ._budget import Budget
 from ._checks import check_callable, check_number, check_task_id
+from ._cluster import Cluster, ClusterOptions, cluster_options
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
 from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
@@ -65,6 +66,8 @@ class SubagentRuntime:
     a ``TaskStore`` (default: a new ``MemoryStore``), ``":memory:"``, a SQLite
     file path or a ``postgresql://`` URL. ``store_retain_max`` /
     ``store_retain_days``: what the store keeps (None: no bound).
+    ``cluster``: True (or ``ClusterOptions``) when several processes share a
+    ``PostgresStore`` as one host (docs/deploy.md).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class SubagentRuntime:
         store: TaskStore | str | None = None,
         store_retain_max: int | None = DEFAULT_STORE_RETAIN_MAX,
         store_retain_days: float | None = DEFAULT_STORE_RETAIN_DAYS,
+        cluster: bool | ClusterOptions = False,
     ) -> None:
         options = RuntimeOptions(
             max_workers=max_workers,
@@ -102,17 +106,21 @@ class SubagentRuntime:
         self.cleanup_timeout_seconds = options.cleanup_timeout_seconds
 
         self.store_retain_max, self.store_retain_days = store_retain_max, store_retain_days
+        cluster_opts = cluster_options(cluster)
         self._persist = Persistence.open(
             store,
             retain=(store_retain_max, store_retain_days),
             memory=(retain_max, self.retain_ttl_seconds),
             runtime_name=name,
+            interrupt=cluster_opts is None,
         )
         self._lock = threading.RLock()
-        # Numbering goes on from the store's: seqs never repeat across restarts.
-        self._events = EventHub(
-            name=f"{name}-events", first_seq=self._persist.store.last_seq() + 1
-        )
+        self._cluster = None if cluster_opts is None else Cluster.open(self._persist, cluster_opts)
+        # Numbering goes on from the store's: seqs never repeat across restarts
+        # (in a cluster, this process's seqs are its slot's: _cluster/).
+        first, step = (self._persist.store.last_seq() + 1, 1) if self._cluster is None else (
+            self._cluster.first_seq, self._cluster.step)
+        self._events = EventHub(name=f"{name}-events", first_seq=first, step=step)
         # Invariant: the fields below are read and written under self._lock.
         self._tasks = Registry(retain_max=retain_max, retain_ttl_seconds=self.retain_ttl_seconds)
         self._slots: SlotPool[RegisteredTask] = SlotPool(max_workers)
@@ -155,6 +163,8 @@ class SubagentRuntime:
             cleanup_timeout_seconds=self.cleanup_timeout_seconds,
         )
         register_exit_hook(self)
+        if self._cluster is not None:
+            self._cluster.attach(self, self._events)
 
     # -- stopping ----------------------------------------------------------------------
 
@@ -170,13 +180,17 @@ class SubagentRuntime:
         reason = reason or "cancelled by request"
         with self._lock:
             entry = self._tasks.get(task_id)
-            if entry is None or entry.holder.is_terminal:
+            if (entry is None and self._cluster is None) or (entry and entry.holder.is_terminal):
                 return False
             to_interrupt: list[RegisteredTask] = []
-            if entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
+            if entry is not None and entry.holder._latch_stop(SubagentStatus.CANCELLED, reason):
                 to_interrupt.append(entry)
                 logger.info("%s cancel requested: %s", entry.log_prefix, reason)
-            to_interrupt.extend(self._tasks.stop_descendants(entry, f"was cancelled: {reason}"))
+            if entry is not None:
+                to_interrupt.extend(self._tasks.stop_descendants(entry, f"was cancelled: {reason}"))
+        if entry is None and self._cluster is not None:
+            # A task another process of the cluster runs: stopped there.
+            return self._cluster.request_cancel(task_id, reason)
         self._interrupt(to_interrupt)
         return True
 
@@ -397,6 +411,8 @@ class SubagentRuntime:
             with self._lock:
                 return self._tasks.watch(task, hand_over, self._events, runtime_name=self.name)
         except UnknownTaskError:
+            if self._cluster is not None and isinstance(task, str):
+                return self._cluster.watch(task, hand_over)  # it may run elsewhere
             stored = self._persist.restore(task) if isinstance(task, str) else None
             if stored is None or not stored.is_terminal:
                 raise
@@ -458,6 +474,9 @@ class SubagentRuntime:
         # Outside the lock: a remote backend serialises the run here and
         # refuses what it cannot send, before anything is registered.
         payload = self._backend.prepare(run, subagent_name=subagent_name)
+        # A parent another process of the cluster runs: read from the store, unlocked.
+        remote = None if self._cluster is None or parent_id is None or parent_id in self._tasks \
+            else self._cluster.remote_parent(parent_id)
         with self._lock:
             if self._closed:
                 raise RuntimeClosedError(
@@ -469,9 +488,10 @@ class SubagentRuntime:
             parent: RegisteredTask | None = None
             if parent_id is not None:
                 parent = self._tasks.get(parent_id)
-                if parent is None:
+                if parent is None and remote is None:
                     raise ValueError(f"parent_id {parent_id!r} is not a registered task")
-            depth = 1 if parent is None else parent.holder.depth + 1
+            above = parent.holder if parent is not None else remote
+            depth = 1 if above is None else above.depth + 1
             if depth > self.max_depth:
                 raise DepthError(
                     f"sub-agent {subagent_name!r} would run at depth {depth}, deeper than "
@@ -497,13 +517,13 @@ class SubagentRuntime:
                     task_id=task_id,
                     subagent_name=subagent_name,
                     task=task,
-                    trace_id=trace_id or (parent.trace_id if parent else uuid.uuid4().hex),
+                    trace_id=trace_id or (above.trace_id if above else uuid.uuid4().hex),
                     parent_id=parent_id,
                     depth=depth,
                     lock=self._lock,
                     on_event=self._on_holder_event,
-                    owner=owner if owner is not None else (parent.holder.owner if parent else None),
-                    thread_id=thread_id or (parent.holder.thread_id if parent else None),
+                    owner=owner if owner is not None else (above.owner if above else None),
+                    thread_id=thread_id or (above.thread_id if above else None),
                     background=background,
                 ),
                 parent,
@@ -528,6 +548,9 @@ class SubagentRuntime:
                     # Its own reason names the ancestor whose stop reached it.
                     + (f" ({parent.holder.cancel_reason})" if parent.holder.cancel_reason else ""),
                 )
+                return holder
+            if remote is not None and remote.stopped is not None:
+                holder._latch_stop(SubagentStatus.CANCELLED, f"was cancelled: {remote.stopped}")
                 return holder
             self._start_locked(self._slots.enqueue(entry.slot, parent.slot if parent else None))
             logger.debug("%s submitted %s (depth %d)", holder.log_prefix, subagent_name, depth)
@@ -613,6 +636,8 @@ class SubagentRuntime:
         backend_done = self._backend.shutdown(wait=True, deadline=deadline)
         # Every terminal event is written before the store is let go of.
         self._persist.close(10.0 if deadline is None else max(1.0, remaining(deadline) or 0.0))
+        if self._cluster is not None:
+            self._cluster.close()
         if not backend_done or not ended:
             return False
         self._events.close(remaining(deadline))

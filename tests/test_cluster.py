@@ -1,0 +1,151 @@
+"""Several runtime processes on one PostgreSQL store (issue 18): views,
+stops across processes (trees spread over them too), dead processes marked
+interrupted exactly once, event order. Each runtime is a subprocess
+(tests/cluster_child.py) on the real PostgreSQL the session starts."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .cluster_support import Node, until
+
+pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
+
+
+@pytest.fixture
+def nodes(postgres_dsn: str) -> Iterator[Callable[..., Node]]:
+    started: list[Node] = []
+
+    def start(name: str, **options: Any) -> Node:
+        node = Node(postgres_dsn, name, **options)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.close()
+
+
+def status(node: Node, task_id: str) -> str | None:
+    got = node.call("get", task_id=task_id)
+    return None if got is None else got["status"]
+
+
+def test_every_process_sees_every_task_and_other_processes_events(
+    nodes: Callable[..., Node],
+) -> None:
+    a, b = nodes("A"), nodes("B")
+    mine = a.call("start", agent="quick", task="from A")["task_id"]
+    theirs = b.call("start", agent="quick", task="from B")["task_id"]
+    for node in (a, b):
+        until(lambda n=node: status(n, mine) == "completed" and status(n, theirs) == "completed",
+              what="both tasks completed, seen from both processes")
+        listed = node.call("list", limit=10)
+        assert mine in listed and theirs in listed
+    # A's events reached B's subscribers through the store, in seq order, once each.
+    kinds = until(lambda: [e["kind"] for e in b.call("events", task_id=mine)][-1:] == ["completed"]
+                  and b.call("events", task_id=mine), what="A's events at B")
+    assert [e["kind"] for e in kinds] == ["created", "started", "ai_message", "completed"]
+    seqs = [e["seq"] for e in kinds]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # The two processes number their events apart: no seq is used twice.
+    a_seqs = {e["seq"] for e in a.call("events", task_id=mine)}
+    b_seqs = {e["seq"] for e in b.call("events", task_id=theirs)}
+    assert a_seqs.isdisjoint(b_seqs)
+
+
+def test_a_stop_sent_to_another_process_reaches_the_task(nodes: Callable[..., Node]) -> None:
+    a, b = nodes("A"), nodes("B")
+    task = a.call("start", agent="slow")["task_id"]
+    until(lambda: status(b, task) == "running", what="B sees A's task running")
+    assert b.call("cancel", task_id=task, reason="stop from B")["ok"] is True
+    ended = b.call("wait", task_id=task, timeout=20)
+    assert ended["status"] == "cancelled" and ended["cancel_reason"] == "stop from B"
+    assert status(a, task) == "cancelled"
+    # Same answers as locally: a finished task, an unknown one.
+    assert b.call("cancel", task_id=task)["ok"] is False
+    assert b.call("cancel", task_id="no-such-task")["ok"] is False
+    # One terminal event, seen by both.
+    assert [e["kind"] for e in a.call("events", task_id=task)].count("cancelled") == 1
+    until(lambda: [e["kind"] for e in b.call("events", task_id=task)].count("cancelled") == 1,
+          what="the terminal event at B")
+
+
+def test_a_stop_cascades_over_a_tree_spread_over_processes(nodes: Callable[..., Node]) -> None:
+    a, b, c = nodes("A"), nodes("B"), nodes("C")
+    root = a.call("start", agent="slow", task="root")["task_id"]
+    local_child = a.call("start", agent="slow", task="child in A", parent_id=root)["task_id"]
+    until(lambda: status(c, root) == "running", what="C sees the root")
+    remote_child = c.call("start", agent="slow", task="child in C", parent_id=root)["task_id"]
+    grandchild = c.call("start", agent="slow", task="grandchild", parent_id=remote_child)[
+        "task_id"]
+    got = c.call("get", task_id=remote_child)
+    assert got["parent_id"] == root and got["depth"] == 2
+    assert c.call("get", task_id=grandchild)["depth"] == 3
+    until(lambda: status(a, remote_child) == "running", what="A sees C's child")
+    until(lambda: status(b, grandchild) == "running", what="B sees the grandchild")
+    assert b.call("cancel", task_id=root, reason="tree stop")["ok"] is True
+    for task in (root, local_child, remote_child, grandchild):
+        assert b.call("wait", task_id=task, timeout=20)["status"] == "cancelled", task
+    assert c.call("get", task_id=remote_child)["cancel_reason"] == "was cancelled: tree stop"
+
+
+def test_a_child_submitted_under_a_stopped_remote_parent_never_runs(
+    nodes: Callable[..., Node],
+) -> None:
+    a, c = nodes("A"), nodes("C")
+    root = a.call("start", agent="slow")["task_id"]
+    until(lambda: status(c, root) == "running", what="C sees the root")
+    assert a.call("cancel", task_id=root, reason="gone")["ok"] is True
+    until(lambda: status(c, root) == "cancelled", what="C sees the root cancelled")
+    child = c.call("start", agent="slow", parent_id=root)
+    assert child["status"] == "cancelled"
+
+
+def test_a_killed_process_has_its_tasks_marked_interrupted_exactly_once(
+    nodes: Callable[..., Node], postgres_dsn: str,
+) -> None:
+    a, b, c = nodes("A"), nodes("B"), nodes("C")
+    doomed = [a.call("start", agent="slow")["task_id"] for _ in range(3)]
+    for task in doomed:
+        until(lambda t=task: status(b, t) == "running", what="B sees A's tasks")
+    a.kill(signal.SIGKILL)
+    for task in doomed:
+        for node in (b, c):
+            got = until(lambda n=node, t=task: (g := n.call("get", task_id=t))
+                        and g["status"] == "failed" and g, what="the task marked interrupted")
+            assert got["stop_reason"] == "interrupted"
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        for task in doomed:
+            kinds = [r[0] for r in conn.execute(
+                "SELECT kind FROM subagent_events WHERE task_id = %s ORDER BY seq", (task,))]
+            assert kinds.count("failed") == 1, kinds
+        reaped = conn.execute(
+            "SELECT count(*) FROM subagent_processes WHERE reaped_by IS NOT NULL "
+            "AND process_id IN (SELECT process_id FROM subagent_tasks WHERE task_id = %s)",
+            (doomed[0],),
+        ).fetchone()
+        assert reaped == (1,)
+    # Waiters in the survivors see the end too.
+    assert b.call("wait", task_id=doomed[0], timeout=5)["status"] == "failed"
+
+
+def test_a_silent_process_is_declared_gone_after_dead_after_seconds(
+    nodes: Callable[..., Node],
+) -> None:
+    a, b = nodes("A"), nodes("B")
+    task = a.call("start", agent="slow")["task_id"]
+    until(lambda: status(b, task) == "running", what="B sees A's task")
+    a.kill(signal.SIGSTOP)  # alive (its pid exists) but silent: only the heartbeat tells
+    try:
+        got = until(lambda: (g := b.call("get", task_id=task)) and g["status"] == "failed" and g,
+                    timeout=10, what="the silent process declared gone")
+        assert got["stop_reason"] == "interrupted"
+    finally:
+        a.kill(signal.SIGKILL)
