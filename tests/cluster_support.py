@@ -37,8 +37,11 @@ class Node:
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_err, daemon=True).start()
+
+    def wait_ready(self) -> Node:
         ready = self._next(60.0)
         assert json.loads(ready) == {"ready": True}, ready
+        return self
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

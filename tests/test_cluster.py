@@ -20,10 +20,13 @@ pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
 def nodes(postgres_dsn: str) -> Iterator[Callable[..., Node]]:
     started: list[Node] = []
 
-    def start(name: str, **options: Any) -> Node:
-        node = Node(postgres_dsn, name, **options)
-        started.append(node)
-        return node
+    def start(*names: str, **options: Any) -> Any:
+        """Start processes together (each takes seconds to import); one Node
+        for one name, else a tuple."""
+        new = [Node(postgres_dsn, name, **options) for name in names]
+        started.extend(new)
+        ready = [node.wait_ready() for node in new]
+        return ready[0] if len(ready) == 1 else tuple(ready)
 
     yield start
     for node in started:
@@ -38,7 +41,7 @@ def status(node: Node, task_id: str) -> str | None:
 def test_every_process_sees_every_task_and_other_processes_events(
     nodes: Callable[..., Node],
 ) -> None:
-    a, b = nodes("A"), nodes("B")
+    a, b = nodes("A", "B")
     mine = a.call("start", agent="quick", task="from A")["task_id"]
     theirs = b.call("start", agent="quick", task="from B")["task_id"]
     for node in (a, b):
@@ -59,7 +62,7 @@ def test_every_process_sees_every_task_and_other_processes_events(
 
 
 def test_a_stop_sent_to_another_process_reaches_the_task(nodes: Callable[..., Node]) -> None:
-    a, b = nodes("A"), nodes("B")
+    a, b = nodes("A", "B")
     task = a.call("start", agent="slow")["task_id"]
     until(lambda: status(b, task) == "running", what="B sees A's task running")
     assert b.call("cancel", task_id=task, reason="stop from B")["ok"] is True
@@ -76,7 +79,7 @@ def test_a_stop_sent_to_another_process_reaches_the_task(nodes: Callable[..., No
 
 
 def test_a_stop_cascades_over_a_tree_spread_over_processes(nodes: Callable[..., Node]) -> None:
-    a, b, c = nodes("A"), nodes("B"), nodes("C")
+    a, b, c = nodes("A", "B", "C")
     root = a.call("start", agent="slow", task="root")["task_id"]
     local_child = a.call("start", agent="slow", task="child in A", parent_id=root)["task_id"]
     until(lambda: status(c, root) == "running", what="C sees the root")
@@ -97,7 +100,7 @@ def test_a_stop_cascades_over_a_tree_spread_over_processes(nodes: Callable[..., 
 def test_a_child_submitted_under_a_stopped_remote_parent_never_runs(
     nodes: Callable[..., Node],
 ) -> None:
-    a, c = nodes("A"), nodes("C")
+    a, c = nodes("A", "C")
     root = a.call("start", agent="slow")["task_id"]
     until(lambda: status(c, root) == "running", what="C sees the root")
     assert a.call("cancel", task_id=root, reason="gone")["ok"] is True
@@ -109,7 +112,7 @@ def test_a_child_submitted_under_a_stopped_remote_parent_never_runs(
 def test_a_killed_process_has_its_tasks_marked_interrupted_exactly_once(
     nodes: Callable[..., Node], postgres_dsn: str,
 ) -> None:
-    a, b, c = nodes("A"), nodes("B"), nodes("C")
+    a, b, c = nodes("A", "B", "C")
     doomed = [a.call("start", agent="slow")["task_id"] for _ in range(3)]
     for task in doomed:
         until(lambda t=task: status(b, t) == "running", what="B sees A's tasks")
@@ -139,7 +142,7 @@ def test_a_killed_process_has_its_tasks_marked_interrupted_exactly_once(
 def test_a_silent_process_is_declared_gone_after_dead_after_seconds(
     nodes: Callable[..., Node],
 ) -> None:
-    a, b = nodes("A"), nodes("B")
+    a, b = nodes("A", "B")
     task = a.call("start", agent="slow")["task_id"]
     until(lambda: status(b, task) == "running", what="B sees A's task")
     a.kill(signal.SIGSTOP)  # alive (its pid exists) but silent: only the heartbeat tells

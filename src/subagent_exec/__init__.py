@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._background import make_background_tools
 from ._budget import Budget
+from ._cluster import ClusterOptions
 from ._config import SubagentConfig
 from ._context import get_current_task_id
 from ._contract import (
@@ -30,7 +31,6 @@ from ._default import (
     request_cancel_background_task,
     subscribe,
 )
-from ._cluster import ClusterOptions
 from ._errors import (
     BudgetExceeded,
     CapacityError,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from . import _workers
 from ._limits import HEADER_TIMEOUT_SECONDS, LIMIT_CONCURRENCY
 
 DEFAULT_HOST = "127.0.0.1"
@@ -63,6 +64,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_DB} in the current directory), ':memory:' to keep nothing, or a "
         "postgresql://user@host/db URL (needs subagent-exec[postgres])",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="server processes (default 1); N > 1 makes them one host over a shared "
+        "--db postgresql://... store (docs/deploy.md)",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     parser.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME",
@@ -111,6 +117,14 @@ def serve(args: argparse.Namespace) -> int:
     if args.max_workers < 1:
         print(f"--max-workers must be >= 1, got {args.max_workers}", file=sys.stderr)
         return 2
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        print(f"--workers must be >= 1, got {workers}", file=sys.stderr)
+        return 2
+    if workers > 1 and not _workers.is_postgres_url(args.db):
+        print("--workers N > 1 needs a store every worker shares: --db postgresql://...",
+              file=sys.stderr)
+        return 2
     if args.limit_concurrency < 1:
         print(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}", file=sys.stderr)
         return 2
@@ -138,6 +152,15 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
+    if workers > 1:
+        shown = "127.0.0.1" if host in _WILDCARD_ADDRESSES else shown_host
+        print(f"subagent-exec: open http://{shown}:{port}/ in a browser (Ctrl-C to stop); "
+              f"{workers} worker processes, one cluster on {args.db.split('@')[-1]}", flush=True)
+        options = {**vars(args), "hosts": hosts}
+        try:
+            return _workers.supervise(run_worker, options, sock, workers)
+        finally:
+            sock.close()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     try:
         # The runtime opens (and at the end closes) the store --db names.
@@ -173,6 +196,35 @@ def serve(args: argparse.Namespace) -> int:
         sock.close()
     print("subagent-exec: stopped")
     return 0
+
+
+def run_worker(options: dict[str, Any], sock: socket.socket, index: int) -> None:
+    """One process of ``serve --workers N`` (spawned: imports happen here)."""
+    from .._runtime import SubagentRuntime
+    from ._app import create_app
+    from ._limits import serve_config
+
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [worker {index}] %(name)s "
+                        "%(message)s")
+    runtime = SubagentRuntime(
+        max_workers=options["max_workers"], max_depth=3, name=f"server-{index}",
+        store=options["db"], cluster=True,
+    )
+    app = create_app(runtime, allowed_hosts=options["hosts"])
+    config = serve_config(
+        app,
+        limit_concurrency=options["limit_concurrency"],
+        header_timeout_seconds=options["header_timeout"],
+        log_level=options["log_level"],
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = _server_class()(config, on_exit=app.state.subagent_router.event_buffer.stop)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.shutdown(cancel=True, wait=True, timeout=10.0)
 
 
 def main(argv: list[str] | None = None) -> int:

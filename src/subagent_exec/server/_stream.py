@@ -26,6 +26,7 @@ events costs one loop callback, not one per event).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
 from collections import deque
@@ -207,7 +208,12 @@ class EventBuffer:
     def _on_event(self, event: TaskEvent) -> None:
         item = self._buffered(event)
         with self._lock:
-            self._ring.append(item)
+            if self._ring and item.seq < self._ring[-1].seq:
+                # Another process's event (a cluster) numbered below ours: the ring stays
+                # in seq order (a stream already past it misses it: docs/deploy.md).
+                bisect.insort(self._ring, item, key=lambda queued: queued.seq)
+            else:
+                self._ring.append(item)
             self._bytes += _cost(item)
             self._last_seq = max(self._last_seq, item.seq)
             # Both bounds, oldest first (what leaves the ring is still in the
