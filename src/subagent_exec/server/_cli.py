@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -211,6 +212,7 @@ def run_worker(options: dict[str, Any], sock: socket.socket, index: int) -> None
         store=options["db"], cluster=True,
     )
     app = create_app(runtime, allowed_hosts=options["hosts"])
+    app.add_middleware(_workers.WorkerHeader, index=index)
     config = serve_config(
         app,
         limit_concurrency=options["limit_concurrency"],
@@ -219,11 +221,17 @@ def run_worker(options: dict[str, Any], sock: socket.socket, index: int) -> None
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = _server_class()(config, on_exit=app.state.subagent_router.event_buffer.stop)
+    # uvicorn re-raises the signal that stopped it once it has shut down: the
+    # parent's SIGTERM then ends up here as a KeyboardInterrupt, not a kill.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C (the terminal's, after the parent's) must not cut this short.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         runtime.shutdown(cancel=True, wait=True, timeout=10.0)
 
 

@@ -27,6 +27,33 @@ logger = logging.getLogger("subagent_exec.server")
 WORKER_STOP_SECONDS = 20.0
 
 
+#: Response header naming the worker that answered (0 .. N-1).
+WORKER_HEADER = b"x-subagent-worker"
+
+
+class WorkerHeader:
+    """ASGI middleware: every HTTP response says which worker process made
+    it (``x-subagent-worker``), for operators and for the tests. Pure ASGI,
+    so event streams pass through untouched."""
+
+    def __init__(self, app: Any, index: int) -> None:
+        self.app = app
+        self.value = str(index).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (WORKER_HEADER, self.value)]}
+            await send(message)
+
+        await self.app(scope, receive, named_send)
+
+
 def is_postgres_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
