@@ -52,7 +52,7 @@ def main() -> None:
     def on_event(event: TaskEvent) -> None:
         with seen_lock:
             seen.append({"seq": event.seq, "kind": event.kind, "task_id": event.task_id,
-                         "at": time.time()})
+                         "at": time.time(), "ts": event.timestamp})
 
     runtime.subscribe(on_event)
 
@@ -91,6 +91,8 @@ def main() -> None:
                     "cancel_reason": got.cancel_reason, "stop_reason": got.stop_reason}
         if op == "events":
             with seen_lock:
+                if cmd.get("task_id") is None:
+                    return list(seen)
                 return [e for e in seen if e["task_id"] == cmd["task_id"]]
         if op == "cancel_seen":
             return cancel_seen.get(cmd["task_id"])
