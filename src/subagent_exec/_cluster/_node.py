@@ -83,7 +83,7 @@ class Cluster:
         self._conns: list[Any] = []
         work = self._connect()
         self.numbering: Numbering = claim_slot(work, self.process_id, store.last_seq())
-        store.shared = True
+        store.share()
         self._work = work  # request_cancel, lookups, cascades (under _send_lock)
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()

@@ -103,7 +103,7 @@ class PostgresStore(SqlStore):
         check_int("PostgresStore", "pool_size", pool_size, minimum=2)
         self._pool: Any = None
         self._dsn = dsn
-        #: Set by a cluster (_cluster/): writes are ordered for its feed and notified.
+        #: Set by :meth:`share` (a cluster): writes are ordered for its feed and notified.
         self.shared = False
         connect_args = {"connect_timeout": max(1, round(timeout))}
         try:
@@ -164,6 +164,15 @@ class PostgresStore(SqlStore):
         if self.shared:
             tx.q("SELECT pg_advisory_xact_lock(?)", (FEED_LOCK_KEY,))
             tx.q("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, self.process_id))
+
+    def share(self) -> None:
+        """Several processes share this store (a cluster, _cluster/): events are
+        committed in feed order and notified; stops and ends are written at
+        once, since other processes wait for them."""
+        self.shared = True
+        self._buffer.urgent_kinds = frozenset(
+            {"cancel_requested", "completed", "failed", "cancelled", "timed_out"}
+        )
 
     def connect(self) -> Any:
         """A new connection of its own (autocommit) to this store's database:

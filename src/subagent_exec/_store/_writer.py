@@ -105,6 +105,8 @@ class WriteBuffer:
         self._max_queued = max_queued
         self._max_batch = max_batch
         self._process_id = process_id
+        #: Event kinds written at once, without the batching wait (set by a cluster).
+        self.urgent_kinds: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         # Invariant: everything below is read and written under self._lock.
@@ -147,6 +149,10 @@ class WriteBuffer:
                 self._first_queued_at = time.monotonic()
                 self._cond.notify()
             elif len(self._queue) >= self._max_batch and not self._urgent:
+                self._urgent = True
+                self._cond.notify()
+            if self.urgent_kinds and event.kind in self.urgent_kinds and not self._urgent:
+                # Someone elsewhere waits for this one (a cluster): no batching wait.
                 self._urgent = True
                 self._cond.notify()
             if len(self._queue) > self._max_queued:
