@@ -152,3 +152,28 @@ def test_a_silent_process_is_declared_gone_after_dead_after_seconds(
         assert got["stop_reason"] == "interrupted"
     finally:
         a.kill(signal.SIGKILL)
+
+
+def test_a_stop_whose_notification_is_missed_is_caught_by_the_poll(
+    nodes: Callable[..., Node], postgres_dsn: str,
+) -> None:
+    a = nodes("A")
+    task = a.call("start", agent="slow")["task_id"]
+    until(lambda: status(a, task) == "running", what="the task running")
+    process_id = a.call("process")["process_id"]
+    import psycopg
+
+    # The request as another process writes it, but no NOTIFY goes with it.
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO subagent_stop_requests (task_id, process_id, reason, requested_at) "
+            "VALUES (%s, %s, 'polled', extract(epoch from now()))",
+            (task, process_id),
+        )
+    until(lambda: status(a, task) == "cancelled", timeout=5, what="the poll's stop")
+    assert a.call("get", task_id=task)["cancel_reason"] == "polled"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        handled = conn.execute(
+            "SELECT count(*) FROM subagent_stop_requests WHERE handled_at IS NOT NULL"
+        ).fetchone()
+    assert handled == (1,)
