@@ -177,3 +177,30 @@ def test_a_stop_whose_notification_is_missed_is_caught_by_the_poll(
             "SELECT count(*) FROM subagent_stop_requests WHERE handled_at IS NOT NULL"
         ).fetchone()
     assert handled == (1,)
+
+
+def test_lost_connections_are_made_again(
+    nodes: Callable[..., Node], postgres_dsn: str,
+) -> None:
+    a, b = nodes("A", "B")
+    task = a.call("start", agent="slow")["task_id"]
+    until(lambda: status(b, task) == "running", what="B sees A's task")
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 8  # both processes' own connections at least
+    # B's lookup connection is made again; A's listener comes back and its poll
+    # finds the request (its notification may have been sent to nobody).
+    assert b.call("cancel", task_id=task, reason="after the outage")["ok"] is True
+
+    def ended() -> bool:
+        try:
+            return status(a, task) == "cancelled"
+        except AssertionError:  # a pooled store connection still broken: once
+            return False
+
+    until(ended, timeout=10, what="the stop handled after reconnecting")

@@ -30,11 +30,11 @@ def test_cluster_options_are_checked() -> None:
     assert cluster_options(True) == ClusterOptions()
     assert ClusterOptions().heartbeat_seconds == 5.0
     assert ClusterOptions().dead_after_seconds == 15.0
-    with pytest.raises(TypeError, match="SubagentRuntime.cluster must be a bool or a Cluster"):
+    with pytest.raises(TypeError, match=r"SubagentRuntime\.cluster must be a bool or a Cluster"):
         cluster_options("yes")
-    with pytest.raises(TypeError, match="ClusterOptions.heartbeat_seconds"):
+    with pytest.raises(TypeError, match=r"ClusterOptions\.heartbeat_seconds"):
         ClusterOptions(heartbeat_seconds="5")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="ClusterOptions.poll_seconds"):
+    with pytest.raises(ValueError, match=r"ClusterOptions\.poll_seconds"):
         ClusterOptions(poll_seconds=0)
     with pytest.raises(ValueError, match="dead_after_seconds must be greater than heartbeat"):
         ClusterOptions(heartbeat_seconds=5, dead_after_seconds=5)
@@ -43,7 +43,7 @@ def test_cluster_options_are_checked() -> None:
 def test_a_cluster_needs_a_postgres_store_and_lets_go_of_the_one_it_opened(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(TypeError, match="SubagentRuntime.cluster"):
+    with pytest.raises(TypeError, match=r"SubagentRuntime\.cluster"):
         SubagentRuntime(cluster="on")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cluster needs a PostgresStore"):
         SubagentRuntime(store=str(tmp_path / "x.db"), cluster=True)

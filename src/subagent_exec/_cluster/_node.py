@@ -27,6 +27,7 @@ from .._errors import UnknownTaskError
 from .._events import EventCallback, EventHub, TaskEvent
 from .._result import SubagentResult
 from ._feed import Relay, feed_start, read_feed
+from ._link import Link
 from ._members import Numbering, claim_slot, dead_processes, heartbeat, reap
 from ._options import STRIDE, ClusterOptions
 from ._stops import (
@@ -80,11 +81,12 @@ class Cluster:
         self.options = options
         self.store = store
         self.process_id: str = store.process_id
-        self._conns: list[Any] = []
-        work = self._connect()
-        self.numbering: Numbering = claim_slot(work, self.process_id, store.last_seq())
+        self._links: list[Link] = []
+        self._work = self._link()  # request_cancel, lookups, cascades (under _send_lock)
+        self.numbering: Numbering = claim_slot(
+            self._work.get(), self.process_id, store.last_seq()
+        )
         store.share()
-        self._work = work  # request_cancel, lookups, cascades (under _send_lock)
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
         # Invariant: the four maps below are read and written under self._lock.
@@ -107,29 +109,28 @@ class Cluster:
 
     step = STRIDE
 
-    def _connect(self) -> Any:
-        conn = self.store.connect()
-        self._conns.append(conn)
-        return conn
+    def _link(self, *channels: str) -> Link:
+        link = Link(self.store.connect, channels)
+        self._links.append(link)
+        return link
 
     # -- starting and stopping ---------------------------------------------------------
 
     def attach(self, runtime: RuntimeSide, hub: EventHub) -> None:
         """Start: reap what dead processes left, then the three threads."""
         self._runtime, self._hub = runtime, hub
-        keeper_conn = self._connect()
-        self._reap(keeper_conn)
-        feed_conn = self._connect()
-        position = feed_start(feed_conn)
-        listen_conn, stops_conn = self._connect(), self._connect()
-        listen_conn.execute(f"LISTEN {STOPS_CHANNEL}")
-        listen_conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+        keeper = self._link()
+        self._reap(keeper.get())
+        feed = self._link()
+        position = feed_start(feed.get())
+        listener, stops = self._link(STOPS_CHANNEL, EVENTS_CHANNEL), self._link()
+        listener.get()  # listening before the first poll
         runtime.subscribe(self._on_local_event)
         name = runtime.name
         for target, args, what in (
-            (self._listen, (listen_conn, stops_conn), "listener"),
-            (self._follow, (feed_conn, position), "feed"),
-            (self._keep, (keeper_conn,), "keeper"),
+            (self._listen, (listener, stops), "listener"),
+            (self._follow, (feed, position), "feed"),
+            (self._keep, (keeper,), "keeper"),
         ):
             thread = threading.Thread(
                 target=target, args=args, name=f"{name}-cluster-{what}", daemon=True
@@ -137,7 +138,7 @@ class Cluster:
             thread.start()
             self._threads.append(thread)
         # Stops asked while this process was starting.
-        self._handle_stops(stops_conn)
+        self._handle_stops(stops.get())
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the threads, say this process stopped, close the connections."""
@@ -147,17 +148,14 @@ class Cluster:
             thread.join(timeout)
         try:
             with self._send_lock:
-                self._work.execute(
+                self._work.get().execute(
                     "UPDATE subagent_processes SET stopped_at = %s WHERE process_id = %s",
                     (time.time(), self.process_id),
                 )
         except Exception:  # the database is gone: nothing more to say to it
             pass
-        for conn in self._conns:
-            try:
-                conn.close()
-            except Exception:
-                pass
+        for link in self._links:
+            link.drop()
 
     # -- the runtime's seams -----------------------------------------------------------
 
@@ -165,10 +163,13 @@ class Cluster:
         """Stop a task another process runs: False if the store does not have
         it, or it has ended; else the request is on its way (True)."""
         with self._send_lock:
-            task = read_task(self._work, task_id)
+            task = self._work.retry(lambda conn: read_task(conn, task_id))
             if task is None or task.is_terminal or task.process_id in (None, self.process_id):
                 return False
-            send_stop(self._work, task_id, task.process_id, reason, self.process_id)
+            target = task.process_id
+            self._work.retry(
+                lambda conn: send_stop(conn, task_id, target, reason, self.process_id)
+            )
         logger.info("[task=%s trace=%s] stop sent to process %s: %s",
                     task_id, task.trace_id, task.process_id, reason)
         return True
@@ -177,7 +178,7 @@ class Cluster:
         """A parent another process runs, for a child submitted here (None:
         the store does not have it)."""
         with self._send_lock:
-            task = read_task(self._work, parent_id)
+            task = self._work.retry(lambda conn: read_task(conn, parent_id))
         if task is not None:
             with self._lock:
                 self._remote_parents.add(parent_id)
@@ -237,12 +238,13 @@ class Cluster:
 
     # -- threads -----------------------------------------------------------------------
 
-    def _listen(self, listen_conn: Any, stops_conn: Any) -> None:
+    def _listen(self, listener: Link, stops: Link) -> None:
         poll = self.options.poll_seconds
         while not self._stopping.is_set():
             try:
                 mine = events = False
-                for note in listen_conn.notifies(timeout=poll, stop_after=1):
+                fresh = listener.connected
+                for note in listener.get().notifies(timeout=poll, stop_after=1):
                     if note.channel == STOPS_CHANNEL:
                         mine = note.payload == self.process_id
                     else:
@@ -252,16 +254,18 @@ class Cluster:
                 if events:
                     self._feed_wake.set()
                 if mine:
-                    self._handle_stops(stops_conn)
-                elif not events:  # the poll's turn (or someone else's stop)
-                    self._handle_stops(stops_conn)
-                    self._check_remote_parents(stops_conn)
+                    self._handle_stops(stops.get())
+                elif not events or not fresh:  # the poll's turn, or notes lost meanwhile
+                    self._handle_stops(stops.get())
+                    self._check_remote_parents(stops.get())
                     self._feed_wake.set()
             except Exception:
                 if self._stopping.is_set():
                     return
-                logger.exception("cluster listener of process %s failed; retrying",
+                logger.exception("cluster listener of process %s failed; reconnecting",
                                  self.process_id)
+                listener.drop()
+                stops.drop()
                 self._stopping.wait(poll)
 
     def _handle_stops(self, conn: Any) -> None:
@@ -282,7 +286,7 @@ class Cluster:
             if parent in stopped:
                 self._runtime.request_cancel(child, f"was cancelled: {stopped[parent]}")
 
-    def _follow(self, conn: Any, position: int) -> None:
+    def _follow(self, feed: Link, position: int) -> None:
         assert self._hub is not None
         while not self._stopping.is_set():
             self._feed_wake.wait(self.options.poll_seconds)
@@ -291,7 +295,7 @@ class Cluster:
                 return
             try:
                 while True:
-                    events, position = read_feed(conn, position)
+                    events, position = read_feed(feed.get(), position)
                     for event in events:
                         if not self.numbering.is_mine(event.seq):
                             self._foreign(event)
@@ -299,7 +303,9 @@ class Cluster:
                     if not events:
                         break
             except Exception:
-                logger.exception("cluster feed of process %s failed; retrying", self.process_id)
+                logger.exception("cluster feed of process %s failed; reconnecting",
+                                 self.process_id)
+                feed.drop()
                 self._stopping.wait(self.options.poll_seconds)
 
     def _foreign(self, event: TaskEvent) -> None:
@@ -327,9 +333,10 @@ class Cluster:
                         if not siblings:
                             del self._remote_children[owner]
 
-    def _keep(self, conn: Any) -> None:
+    def _keep(self, keeper: Link) -> None:
         while not self._stopping.wait(self.options.heartbeat_seconds):
             try:
+                conn = keeper.get()
                 if not heartbeat(conn, self.process_id) and not self._gone_logged:
                     self._gone_logged = True
                     logger.error(
@@ -339,8 +346,9 @@ class Cluster:
                     )
                 self._reap(conn)
             except Exception:
-                logger.exception("cluster keeper of process %s failed; retrying",
+                logger.exception("cluster keeper of process %s failed; reconnecting",
                                  self.process_id)
+                keeper.drop()
 
     def _reap(self, conn: Any) -> None:
         assert self._hub is not None

@@ -167,11 +167,11 @@ class PostgresStore(SqlStore):
 
     def share(self) -> None:
         """Several processes share this store (a cluster, _cluster/): events are
-        committed in feed order and notified; stops and ends are written at
-        once, since other processes wait for them."""
+        committed in feed order and notified; creations, stops and ends are
+        written at once (other processes look for the task, or wait for them)."""
         self.shared = True
         self._buffer.urgent_kinds = frozenset(
-            {"cancel_requested", "completed", "failed", "cancelled", "timed_out"}
+            {"created", "cancel_requested", "completed", "failed", "cancelled", "timed_out"}
         )
 
     def connect(self) -> Any:
