@@ -13,8 +13,6 @@ import pytest
 
 from .cluster_support import Node, until
 
-pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
-
 
 @pytest.fixture
 def nodes(postgres_dsn: str) -> Iterator[Callable[..., Node]]:

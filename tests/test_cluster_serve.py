@@ -6,6 +6,7 @@ connection (keep-alive) once it has landed on the worker it wants."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -120,3 +121,57 @@ def test_workers_need_a_shared_postgres_store(tmp_path: Path) -> None:
     output, _ = bad.communicate(timeout=60)
     assert bad.returncode == 2 and "--workers must be >= 1" in output
 
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (its new parent may never reap it)
+
+
+def test_workers_stop_when_their_parent_is_killed(postgres_dsn: str, tmp_path: Path) -> None:
+    process = serve("--port", "0", "--db", postgres_dsn, "--workers", "2", cwd=tmp_path)
+    workers: list[int] = []
+    try:
+        assert process.stdout is not None
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/)", process.stdout.readline())
+        assert url
+        seen: set[str] = set()
+
+        def both_up() -> bool:
+            try:
+                with httpx.Client(timeout=2) as client:
+                    seen.add(client.get(url.group(1) + "tasks").headers[WORKER])
+            except httpx.TransportError:
+                pass
+            return len(seen) == 2
+
+        wait_for(both_up, "two workers answer", timeout=90)
+        workers = [pid for pid in _children(process.pid) if _running(pid)]
+        assert len(workers) >= 2  # the workers (and multiprocessing's helper, if any)
+        process.kill()
+        process.wait(10)
+        wait_for(lambda: not any(_running(pid) for pid in workers),
+                 "the orphaned workers stopped", timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

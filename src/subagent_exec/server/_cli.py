@@ -224,6 +224,7 @@ def run_worker(options: dict[str, Any], sock: socket.socket, index: int) -> None
     # uvicorn re-raises the signal that stopped it once it has shut down: the
     # parent's SIGTERM then ends up here as a KeyboardInterrupt, not a kill.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _workers.exit_with_parent(options["parent_pid"])
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

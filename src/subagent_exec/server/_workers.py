@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -54,6 +55,19 @@ class WorkerHeader:
         await self.app(scope, receive, named_send)
 
 
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """In a worker: stop gracefully (SIGTERM to itself) once the parent that
+    started it is gone (killed without a chance to stop its workers), rather
+    than serve on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="subagent-exec-parent-watch", daemon=True).start()
+
+
 def is_postgres_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
@@ -64,6 +78,7 @@ def supervise(
     """Run ``target(options, sock, index)`` in ``workers`` spawned processes
     until a signal asks to stop or every one has ended; 0 if all ended cleanly."""
     context = multiprocessing.get_context("spawn")
+    options = {**options, "parent_pid": os.getpid()}
     processes = [
         context.Process(
             target=target, args=(options, sock, index), name=f"subagent-exec-worker-{index}"
