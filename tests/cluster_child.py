@@ -83,6 +83,8 @@ def main() -> None:
                     "cancel_reason": got.cancel_reason, "error": got.error,
                     "stored": got.stored, "parent_id": got.parent_id, "depth": got.depth,
                     "trace_id": got.trace_id}
+        if op == "list_all":  # no paging: the same in every process of a cluster
+            return [t.task_id for t in runtime.list_tasks()]
         if op == "list":
             return [t.task_id for t in runtime.list_tasks(limit=cmd.get("limit", 100))]
         if op == "wait":

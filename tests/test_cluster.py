@@ -202,3 +202,15 @@ def test_lost_connections_are_made_again(
             return False
 
     until(ended, timeout=10, what="the stop handled after reconnecting")
+
+
+def test_every_process_lists_the_same_tasks_without_paging(nodes: Callable[..., Node]) -> None:
+    a, b = nodes("A", "B")
+    ids = [a.call("start", agent="quick", task=f"a{i}")["task_id"] for i in range(2)]
+    ids.append(b.call("start", agent="slow", task="b")["task_id"])
+    # The same list in both, in seq order (across processes, creation order up
+    # to the feed's lag: docs/deploy.md).
+    listed = until(lambda: (x := a.call("list_all")) == b.call("list_all") and len(x) == 3 and x,
+                   what="one list everywhere")
+    assert sorted(listed) == sorted(ids)
+    assert listed.index(ids[0]) < listed.index(ids[1])  # one process's: in creation order

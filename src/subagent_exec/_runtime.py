@@ -116,8 +116,7 @@ class SubagentRuntime:
         )
         self._lock = threading.RLock()
         self._cluster = None if cluster_opts is None else Cluster.open(self._persist, cluster_opts)
-        # Numbering goes on from the store's: seqs never repeat across restarts
-        # (in a cluster, this process's seqs are its slot's: _cluster/).
+        # Seqs go on from the store's, never repeated (in a cluster: in this process's slot).
         first, step = (self._persist.store.last_seq() + 1, 1) if self._cluster is None else (
             self._cluster.first_seq, self._cluster.step)
         self._events = EventHub(name=f"{name}-events", first_seq=first, step=step)
@@ -251,7 +250,8 @@ class SubagentRuntime:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> list[SubagentResult]:
-        """Tasks in memory in creation order, optionally filtered (``thread_id``:
+        """Tasks in memory in creation order (in a cluster: every process's
+        newest ``retain_max``, from the store), optionally filtered (``thread_id``:
         only the tasks of that lead agent's thread, foreground and background).
         With ``limit`` or ``cursor``: a page from the store, newest first,
         forgotten tasks included: a :class:`TaskList` with the ``next_cursor``."""
@@ -260,11 +260,16 @@ class SubagentRuntime:
         if thread_id is not None:
             check_task_id("list_tasks", "thread_id", thread_id)
         wanted = status_filter(status)
-        if limit is not None or cursor is not None:
-            return self._persist.page(
-                limit=100 if limit is None else limit, cursor=cursor, parent_id=parent_id,
-                statuses=wanted, thread_id=thread_id, live=self._live,
+        # In a cluster every process lists the same tasks: the store's, oldest first.
+        every = limit is None and cursor is None and self._cluster is not None
+        if limit is not None or cursor is not None or every:
+            page = self._persist.page(
+                limit=max(1, min(self.retain_max, 10_000)) if every
+                else 100 if limit is None else limit,
+                cursor=cursor, parent_id=parent_id, statuses=wanted, thread_id=thread_id,
+                live=self._live,
             )
+            return list(reversed(page)) if every else page
         with self._lock:
             self._tasks.forget_expired()
             # From the indexes (_views.py): proportional to the answer.
