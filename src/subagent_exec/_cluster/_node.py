@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -40,6 +41,8 @@ from ._stops import (
 )
 
 logger = logging.getLogger("subagent_exec.cluster")
+#: How many stopped or ended local tasks are remembered for late remote children.
+ENDED_KEPT = 10_000
 EVENTS_CHANNEL = "subagent_events"
 
 
@@ -89,13 +92,16 @@ class Cluster:
         store.share()
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        # Invariant: the four maps below are read and written under self._lock.
+        # Invariant: the five maps below are read and written under self._lock.
         #: Tasks other processes run, by parent (a stop of the parent reaches them).
         self._remote_children: dict[str, set[str]] = {}
         self._child_parent: dict[str, str] = {}
         #: Parents looked up for a local child; local children whose parent runs elsewhere.
         self._remote_parents: set[str] = set()
         self._adopted: dict[str, str] = {}
+        #: Local tasks stopped or ended lately, with why: a remote child seen
+        #: only after its parent stopped is stopped at once (bounded, oldest out).
+        self._ended: OrderedDict[str, str] = OrderedDict()
         self._stopping = threading.Event()
         self._feed_wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -216,21 +222,28 @@ class Cluster:
         if not self.numbering.is_mine(event.seq):
             return  # another process's, delivered by the feed
         children: set[str] = set()
+        reason = ""
         with self._lock:
             if event.kind == "created" and event.parent_id in self._remote_parents:
                 self._adopted[event.task_id] = event.parent_id
             if event.kind == "cancel_requested" or event.is_terminal:
+                # Together with the feed's check in _foreign: a remote child is
+                # either found here or finds its parent ended there.
                 children = self._remote_children.pop(event.task_id, set())
+                why = str(event.data.get("reason") or f"parent {event.task_id} {event.kind}")
+                # Worded as a local cascade words it (once, however deep).
+                reason = self._ended.setdefault(
+                    event.task_id,
+                    why if why.startswith("was cancelled: ") else f"was cancelled: {why}",
+                )
+                while len(self._ended) > ENDED_KEPT:
+                    self._ended.popitem(last=False)
             if event.is_terminal:
                 self._adopted.pop(event.task_id, None)
         for child in sorted(children):
-            self._stop_child(child, event.task_id)
+            self._stop_child(child, reason)
 
-    def _stop_child(self, child: str, parent: str) -> None:
-        reason = f"parent {parent} was stopped"
-        holder = self._runtime.get(parent) if self._runtime is not None else None
-        if holder is not None and holder.cancel_reason:
-            reason = f"was cancelled: {holder.cancel_reason}"
+    def _stop_child(self, child: str, reason: str) -> None:
         try:
             self.request_cancel(child, reason)
         except Exception:
@@ -313,16 +326,13 @@ class Cluster:
         parent = event.parent_id
         if event.kind == "created" and parent is not None:
             with self._lock:
-                self._remote_children.setdefault(parent, set()).add(event.task_id)
-                self._child_parent[event.task_id] = parent
-            # Its parent may be one of ours that stopped before this child was seen.
-            holder = self._runtime.get(parent) if self._runtime is not None else None
-            if holder is not None and not holder.stored and (
-                holder.is_terminal or holder.cancel_event.is_set()
-            ):
-                with self._lock:
-                    self._remote_children.get(parent, set()).discard(event.task_id)
-                self._stop_child(event.task_id, parent)
+                # Its parent may be one of ours that stopped before this child was seen.
+                ended = self._ended.get(parent)
+                if ended is None:
+                    self._remote_children.setdefault(parent, set()).add(event.task_id)
+                    self._child_parent[event.task_id] = parent
+            if ended is not None:
+                self._stop_child(event.task_id, ended)
         elif event.is_terminal:
             with self._lock:
                 owner = self._child_parent.pop(event.task_id, None)
