@@ -214,3 +214,39 @@ def test_every_process_lists_the_same_tasks_without_paging(nodes: Callable[..., 
                    what="one list everywhere")
     assert sorted(listed) == sorted(ids)
     assert listed.index(ids[0]) < listed.index(ids[1])  # one process's: in creation order
+
+
+def test_which_processes_count_as_gone(postgres_dsn: str) -> None:
+    import socket
+    import time
+
+    import psycopg
+
+    from subagent_exec import PostgresStore
+    from subagent_exec._cluster._members import dead_processes
+
+    store = PostgresStore(postgres_dsn)  # the schema, and a process row of its own
+    try:
+        me, here, now = store.process_id, socket.gethostname(), time.time()
+        no_pid = 2**22 + 12345  # above Linux's pid_max default: never a live process
+        rows = [
+            ("fresh, pid gone", here, no_pid, now, None),  # a heartbeat just now: not yet
+            ("missed two, pid gone", here, no_pid, now - 1.0, None),
+            ("missed two, pid alive", here, 1, now - 1.0, None),
+            ("other host, pid gone", "elsewhere", no_pid, now - 1.0, None),
+            ("silent too long", "elsewhere", 1, now - 20.0, None),
+            ("stopped", "elsewhere", 1, now, now),
+        ]
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            for process_id, host, pid, beat, stopped in rows:
+                conn.execute(
+                    "INSERT INTO subagent_processes (process_id, host, pid, started_at, "
+                    "heartbeat_at, stopped_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (process_id, host, pid, beat, beat, stopped),
+                )
+            conn.execute("UPDATE subagent_processes SET heartbeat_at = %s WHERE process_id = %s",
+                         (time.time(), me))
+            gone = set(dead_processes(conn, me, dead_after=15.0, missed_after=0.6))
+        assert gone == {"missed two, pid gone", "silent too long", "stopped"}
+    finally:
+        store.close()

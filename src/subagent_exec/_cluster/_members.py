@@ -97,7 +97,7 @@ def heartbeat(conn: Any, process_id: str) -> bool:
 
 
 def _pid_gone(host: str, pid: int) -> bool:
-    """A process of this host that no longer exists is gone at once."""
+    """Whether a process of this host no longer exists (with missed heartbeats: gone)."""
     if host != socket.gethostname():
         return False
     try:
@@ -109,19 +109,26 @@ def _pid_gone(host: str, pid: int) -> bool:
     return False
 
 
-def dead_processes(conn: Any, process_id: str, dead_after: float) -> list[str]:
+def dead_processes(
+    conn: Any, process_id: str, dead_after: float, missed_after: float
+) -> list[str]:
     """Processes that are gone and not reaped yet: stopped, silent for more
-    than ``dead_after`` seconds, or of this host with their pid gone."""
+    than ``dead_after`` seconds, or of this host with their pid gone and
+    silent for more than ``missed_after`` (two heartbeats: a live process of
+    another machine that happens to share this host name still counts as
+    alive)."""
     cur = conn.cursor()
     cur.execute(
         "SELECT process_id, host, pid, heartbeat_at, stopped_at FROM subagent_processes "
         "WHERE reaped_by IS NULL AND process_id <> %s",
         (process_id,),
     )
-    horizon = time.time() - dead_after
+    now = time.time()
     return [
         row[0] for row in cur.fetchall()
-        if row[4] is not None or float(row[3]) < horizon or _pid_gone(str(row[1]), int(row[2]))
+        if row[4] is not None
+        or float(row[3]) < now - dead_after
+        or (float(row[3]) < now - missed_after and _pid_gone(str(row[1]), int(row[2])))
     ]
 
 

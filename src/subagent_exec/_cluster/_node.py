@@ -362,7 +362,10 @@ class Cluster:
 
     def _reap(self, conn: Any) -> None:
         assert self._hub is not None
-        for dead in dead_processes(conn, self.process_id, self.options.dead_after_seconds):
+        options = self.options
+        for dead in dead_processes(
+            conn, self.process_id, options.dead_after_seconds, 2 * options.heartbeat_seconds
+        ):
             events = reap(conn, dead, self.process_id, self._hub.take_seq)
             if not events:
                 continue

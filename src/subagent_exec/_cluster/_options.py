@@ -21,7 +21,8 @@ class ClusterOptions:
     ``heartbeat_seconds``: how often this process writes its heartbeat.
     ``dead_after_seconds``: a process whose heartbeat is older is gone; a live
     process marks its unfinished tasks FAILED (``stop_reason="interrupted"``).
-    A process of this host whose pid no longer exists is gone at once.
+    A process of this host whose pid no longer exists is gone after two
+    missed heartbeats.
     ``poll_seconds``: how often stop requests and remote parents are polled,
     and the event feed read, should a notification be missed.
     """
