@@ -89,14 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--flush", type=float, nargs="+", default=[0.1, 0.02])
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/issue18-cluster.json"))
+    parser.add_argument("--dsn", help="an empty PostgreSQL database to use (default: start one)")
     args = parser.parse_args(argv)
-    servers = start_postgres()
-    server = next(servers)
-    try:
-        runs = [measure(server.dsn(create_database(server)), args.trials, flush)
-                for flush in args.flush]
-    finally:
-        servers.close()
+    if args.dsn:
+        runs = [measure(args.dsn, args.trials, flush) for flush in args.flush[:1]]
+    else:
+        servers = start_postgres()
+        server = next(servers)
+        try:
+            runs = [measure(server.dsn(create_database(server)), args.trials, flush)
+                    for flush in args.flush]
+        finally:
+            servers.close()
     report = {
         "schema": 1,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

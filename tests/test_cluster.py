@@ -250,3 +250,25 @@ def test_which_processes_count_as_gone(postgres_dsn: str) -> None:
         assert gone == {"missed two, pid gone", "silent too long", "stopped"}
     finally:
         store.close()
+
+
+def test_the_cluster_benchmark_runs(postgres_dsn: str, tmp_path: Any) -> None:
+    """Smoke test of ``python -m benchmarks.cluster`` (figures not judged here)."""
+    import json
+    import subprocess
+    import sys
+
+    from .cluster_support import REPO
+
+    output = tmp_path / "cluster.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--trials", "3", "--dsn", postgres_dsn,
+         "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    run = report["runs"][0]
+    assert run["stop_to_cancel_event_ms"]["n"] == 3 and run["stop_to_terminal_in_b_ms"]["n"] == 3
+    assert run["event_lag_ms"]["n"] == 12  # four events of each stopped task reached B
+    assert "| stop_to_cancel_event_ms |" in done.stdout
