@@ -355,7 +355,8 @@ def test_progress_events_are_marked_background(runtime: SubagentRuntime) -> None
 def test_the_middleware_adds_the_tools_and_the_prompt_section(runtime: SubagentRuntime) -> None:
     agent, model, mw = _lead(["hello"], runtime)
     assert [t.name for t in mw.tools] == [
-        "task", "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task"
+        "task", "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task",
+        "resume_task",
     ]
     assert all(getattr(t, "runs_on_driver", False) for t in mw.tools)
     assert isinstance(mw, SubagentMiddleware) and mw.name == "SubagentMiddleware"

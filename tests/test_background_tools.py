@@ -459,7 +459,7 @@ def test_bad_construction_is_refused(
 def test_the_tools_describe_themselves_and_their_arguments() -> None:
     tools = make_background_tools([_CFG])
     assert [t.name for t in tools] == [
-        "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task"
+        "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task", "resume_task"
     ]
     args = {t.name: set(t.tool_call_schema.model_json_schema()["properties"]) for t in tools}
     assert args == {
@@ -468,6 +468,7 @@ def test_the_tools_describe_themselves_and_their_arguments() -> None:
         "wait_tasks": {"task_ids", "mode", "timeout_seconds"},
         "cancel_task": {"task_id", "reason"},
         "message_task": {"task_id", "message"},
+        "resume_task": {"task_id", "message"},
     }
     assert "- worker: (no description)" in tools[0].description
     assert all(t.runs_on_driver for t in tools)  # type: ignore[attr-defined]

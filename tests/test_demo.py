@@ -41,6 +41,8 @@ def test_demo_runs_offline_and_stops_what_it_says() -> None:
     assert stop_b is not None, out
     assert stop_b.group(1) == stop_b.group(2) and int(stop_b.group(2)) >= 2
     assert "the user stopped this researcher" in out
+    assert re.search(r"Resume of run B: lead-agent #\w{8} went on from its last completed "
+                     r"step: completed", out), out
     assert not re.search(r"[0-9a-f]{32}", out), "tasks are named by name and short id"
     # One background task next to the runs: run A's news scout, shown with run A.
     assert re.search(

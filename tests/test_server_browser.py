@@ -767,3 +767,52 @@ def test_page_lists_past_runs_from_the_store_after_a_restart(
     finally:
         server.stop()
         runtime.shutdown(cancel=True, wait=True, timeout=SETTLE)
+
+
+@pytest.mark.timeout(900)  # may be the first browser test: it may install Chromium
+def test_resume_button_on_stopped_tasks_starts_a_task_that_goes_on(
+    browser: Any, page_server: tuple[LiveServer, SubagentRuntime]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, _ = page_server
+    browser.get(server.base_url + "/")
+    wait_for(
+        lambda: browser.find_element(By.ID, "connection").get_attribute("data-state") == "live",
+        "the page's event stream",
+    )
+    browser.find_element(By.ID, "start-run").click()
+    wait_for(lambda: sum(1 for s, _ in chips(browser).values() if s == "running") >= 3,
+             "the run at work")
+    root = browser.find_element(By.CSS_SELECTOR, "#runs > .run").get_attribute("data-task-id")
+    # No Resume while the tasks run.
+    resumes = browser.find_elements(By.CSS_SELECTOR, "button.resume")
+    assert not any(b.is_displayed() for b in resumes)
+    browser.find_element(By.CSS_SELECTOR, ".run > .row button.stop").click()
+    wait_for(lambda: all(s == "cancelled" for s, _ in chips(browser).values()),
+             "every chip cancelled")
+    # Every stopped task offers Resume.
+    wait_for(lambda: sum(b.is_displayed() for b in browser.find_elements(
+        By.CSS_SELECTOR, "button.resume")) == len(chips(browser)), "a Resume button per task")
+    resume = browser.find_element(
+        By.CSS_SELECTOR, f'.task[data-task-id="{root}"] > .row button.resume'
+    )
+    assert resume.text == "Resume" and resume.is_enabled()
+    resume.click()
+
+    def resumed_id() -> str | None:
+        for task in server.client().get("/tasks").json()["tasks"]:
+            if task["resumed_from"] == root:
+                return str(task["task_id"])
+        return None
+
+    wait_for(lambda: resumed_id() is not None, "the resumed task on the server")
+    new_id = resumed_id()
+    drawn = f'.task[data-task-id="{new_id}"]'
+    wait_for(lambda: bool(browser.find_elements(By.CSS_SELECTOR, drawn)),
+             "the resumed task drawn on the page")
+    wait_for(lambda: not resume.is_displayed(), "Resume gone once the task is resumed")
+    statuses = server_statuses(server)
+    assert statuses[root] == "cancelled"  # the stopped task's record never changes
+    assert statuses[str(new_id)] in ("pending", "running", "completed")
+    screenshot(browser, "server-page-resumed.png")

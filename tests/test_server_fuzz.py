@@ -127,6 +127,7 @@ def test_fuzzing_from_the_openapi_schema_finds_no_5xx_and_no_answer_off_schema(
     expected = {
         "GET /tasks", "GET /tasks/{task_id}", "POST /tasks/{task_id}/stop",
         "GET /tasks/{task_id}/events", "POST /runs", "POST /threads/{thread_id}/stop",
+        "POST /tasks/{task_id}/resume",
     }
     if mode is GenerationMode.POSITIVE:
         expected.add("GET /")

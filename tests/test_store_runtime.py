@@ -266,7 +266,9 @@ def test_a_failing_store_never_stops_a_task(
         lock.close()
     assert runtime.store.flush(30.0)
     assert runtime.stats()["store_pending"] == 0
-    assert sum("retrying" in r.getMessage() for r in caplog.records) == 1
+    # Once per episode for the store (the checkpoint writer logs its own episode).
+    assert sum("retrying" in r.getMessage() for r in caplog.records
+               if r.name == "subagent_exec.store") == 1
     with sqlite3.connect(path) as check:
         assert check.execute("SELECT count(*) FROM subagent_tasks").fetchone()[0] == 3
 

@@ -1,7 +1,7 @@
 """The scenarios of issue 4, in the order the issue lists them, then the Ray
 backend's (issue 6), the Ray backend on a two-node cluster (issue 19), the
 registry views and many starts (issue 13), the task store's (issue 16), and
-metering and budgets (issue 15).
+metering and budgets (issue 15), and per-step checkpoints' (issue 17).
 
 Each module has ``NAME``, ``TITLE`` and ``run(options) -> ScenarioResult``.
 """
@@ -15,6 +15,7 @@ from types import ModuleType
 from ..core import Options, ScenarioResult
 from . import (
     budgets,
+    checkpoints,
     deadline,
     dispatch,
     handback,
@@ -61,5 +62,6 @@ SCENARIOS: list[Scenario] = [
         start_many,
         budgets,
         store,
+        checkpoints,
     )
 ]

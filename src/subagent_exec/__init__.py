@@ -29,6 +29,7 @@ from ._default import (
     get_default_runtime,
     list_background_tasks,
     request_cancel_background_task,
+    resume_background_task,
     subscribe,
 )
 from ._errors import (
@@ -37,6 +38,7 @@ from ._errors import (
     DepthError,
     MaxTurnsExceeded,
     ModelBindingError,
+    ResumeError,
     RuntimeClosedError,
     StoreError,
     StoreSchemaError,
@@ -93,6 +95,7 @@ __all__ = [
     "PostgresStore",
     "RayBackend",
     "RayWorkerPool",
+    "ResumeError",
     "RunEnding",
     "RunFunction",
     "RunHandle",
@@ -128,5 +131,6 @@ __all__ = [
     "make_task_tool",
     "register_model_binder",
     "request_cancel_background_task",
+    "resume_background_task",
     "subscribe",
 ]

@@ -15,6 +15,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ValidationError
 
 from ._background_base import BackgroundTool, EventListener, ToolSet
+from ._background_resume import ResumeTaskTool
 from ._background_tools import (
     CancelTaskTool,
     CheckTasksTool,
@@ -31,7 +32,9 @@ from ._lead_budgets import LeadBudgets
 from ._models import ModelSpec
 from ._runtime import SubagentRuntime
 
-TOOL_NAMES = ("start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task")
+TOOL_NAMES = (
+    "start_task", "check_tasks", "wait_tasks", "cancel_task", "message_task", "resume_task",
+)
 
 
 # -- building the set --------------------------------------------------------------------------
@@ -59,10 +62,14 @@ _DESCRIPTIONS = {
     "status once it has stopped.",
     "message_task": "Send a follow-up message to a running background task: it reads it "
     "before its next model call. Use it to steer, correct or narrow its work.",
+    "resume_task": "Resume a background task that was stopped (cancelled, timed out, failed) "
+    "from its last completed step, without redoing earlier work; with a message, also follow "
+    "up a completed one. It goes on as a new background task (a new id).",
 }
 _TOOL_CLASSES: dict[str, type[BackgroundTool]] = {
     "start_task": StartTaskTool, "check_tasks": CheckTasksTool, "wait_tasks": WaitTasksTool,
     "cancel_task": CancelTaskTool, "message_task": MessageTaskTool,
+    "resume_task": ResumeTaskTool,
 }
 
 

@@ -56,12 +56,29 @@ class SubagentConfig:
     timeout_seconds: float = 900.0
     graph_factory: GraphFactory | None = None
     budget: Budget | None = None
+    #: Times a run that fails with a transient error goes on from its last
+    #: checkpoint (same task; a ``resumed`` event each time); docs/resume.md.
+    max_resumes: int = 0
+    #: What counts as transient (exception types); None: connection errors,
+    #: rate limits and timeouts of provider clients (``_checkpoints.py``).
+    resume_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
         owner = "SubagentConfig"
         if self.budget is not None and not isinstance(self.budget, Budget):
             raise TypeError(f"{owner}.budget must be a Budget or None, got {self.budget!r}")
         check_text(owner, "name", self.name)
+        check_int(owner, "max_resumes", self.max_resumes, minimum=0)
+        if self.resume_on is not None:
+            types = tuple(self.resume_on) if isinstance(self.resume_on, Iterable) else ()
+            if not types or not all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in types
+            ):
+                raise TypeError(
+                    "SubagentConfig.resume_on must be a non-empty tuple of exception types "
+                    f"or None, got {self.resume_on!r}"
+                )
+            object.__setattr__(self, "resume_on", types)
         check_int(owner, "max_turns", self.max_turns, minimum=1)
         check_number(owner, "timeout_seconds", self.timeout_seconds, positive=True, finite=True)
         if isinstance(self.model, str) and not self.model.strip():

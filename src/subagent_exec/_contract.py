@@ -119,6 +119,12 @@ class RunHandle(abc.ABC):
         call (a budget's warning); each is returned once. Default: none."""
         return []
 
+    def record_resume(self, attempt: int, error: str) -> None:
+        """The run goes on from its last checkpoint after a transient ``error``
+        (``SubagentConfig.max_resumes``); a ``resumed`` event says so. Handles
+        that cannot report it (remote ones) ignore it."""
+        return None
+
     @property
     def log_prefix(self) -> str:
         return f"[task={self.task_id} trace={self.trace_id}]"

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._budget import Budget
 from ._events import EventCallback
 from ._result import SubagentResult
 from ._runtime import SubagentRuntime
@@ -40,6 +41,17 @@ def configure(**options: Any) -> SubagentRuntime:
 def request_cancel_background_task(task_id: str, reason: str | None = None) -> bool:
     """Stop a task of the default runtime and its whole subtree."""
     return get_default_runtime().request_cancel(task_id, reason)
+
+
+def resume_background_task(
+    task_id: str, message: str | None = None, *, timeout_seconds: float | None = None,
+    budget: Budget | None = None,
+) -> SubagentResult:
+    """Resume a stopped task of the default runtime from its last step (a
+    finished one with ``message``): a new task; docs/resume.md."""
+    return get_default_runtime().resume(
+        task_id, message, timeout_seconds=timeout_seconds, budget=budget
+    )
 
 
 def get_background_task_result(task_id: str) -> SubagentResult | None:

@@ -26,6 +26,17 @@ class UnknownTaskError(SubagentError, KeyError):
         return str(self.args[0]) if self.args else "unknown task"
 
 
+class ResumeError(SubagentError, ValueError):
+    """A task cannot be resumed; ``reason`` says why: ``"unfinished"`` (send it
+    a message with ``message_task`` instead), ``"completed"`` (give a message
+    to follow up), ``"no_checkpoint"``, ``"unknown_subagent"`` or
+    ``"unavailable"`` (the runtime keeps no checkpoints)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class MaxTurnsExceeded(SubagentError):
     """A sub-agent asked for more model calls than its ``max_turns`` allows."""
 

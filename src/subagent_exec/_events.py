@@ -23,8 +23,10 @@ from typing import Any
 logger = logging.getLogger("subagent_exec")
 
 TERMINAL_EVENT_KINDS = frozenset({"completed", "failed", "cancelled", "timed_out"})
+# "resumed": a run went on from its last checkpoint after a transient error.
 EVENT_KINDS = (
-    frozenset({"created", "started", "ai_message", "cancel_requested", "budget_warning"})
+    frozenset({"created", "started", "ai_message", "cancel_requested", "budget_warning",
+               "resumed"})
     | TERMINAL_EVENT_KINDS
 )
 

@@ -51,6 +51,7 @@ class SubagentExecutor:
             raise TypeError(f"runtime must be a SubagentRuntime, got {type(runtime).__name__}")
         self.config = config
         self.tools = config.select_tools(list(tools))  # ValueError names unknown tools
+        self._offered = tuple(tools)  # what resume selects from again (register_subagents)
         if config.graph_factory is None or config.graph_factory_takes_model:
             model_to_build(config.name, config.model, parent_model)  # ValueError: what to set
         check_shareable(config.model, subagent=config.name)
@@ -61,6 +62,18 @@ class SubagentExecutor:
         self._runtime = runtime
         self._callbacks = tuple(callbacks)
         self.middleware = tuple(middleware)
+        #: The runtime this executor's config is registered with (for resume).
+        self._registered_with: SubagentRuntime | None = None
+        if runtime is not None:
+            self._register(runtime)
+
+    def _register(self, runtime: SubagentRuntime) -> None:
+        """Let ``runtime`` resume this sub-agent's tasks by name (docs/resume.md)."""
+        runtime.register_subagents(
+            [self.config], tools=self._offered, parent_model=self.parent_model,
+            middleware=self.middleware,
+        )
+        self._registered_with = runtime
 
     @property
     def runtime(self) -> SubagentRuntime:
@@ -98,6 +111,8 @@ class SubagentExecutor:
         if not task.strip():
             raise ValueError("task must be a non-empty string describing the work")
         runtime = self.runtime
+        if runtime is not self._registered_with:
+            self._register(runtime)
         if parent_id is None and not background:
             parent_id = task_in_scope(runtime)
         if budget is not None and not isinstance(budget, Budget):
@@ -112,6 +127,7 @@ class SubagentExecutor:
             parent_model=self.parent_model,
             callbacks=merge_callbacks(self._callbacks, callbacks),
             middleware=self._middleware_for(runtime, budgets, draw_on, parent_id),
+            checkpoints=runtime.checkpoints,
         )
         return runtime.submit(
             subagent_name=self.config.name,

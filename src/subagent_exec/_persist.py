@@ -79,7 +79,7 @@ def record_changes(kind: str, holder: SubagentResult) -> dict[str, Any]:
         }
         # Fields later issues add to the holder (thread, config, budget) travel
         # as they appear, without a schema change: the record is JSON.
-        for name in ("config_name", "thread_id", "background"):
+        for name in ("config_name", "thread_id", "background", "resumed_from"):
             value = getattr(holder, name, None)
             if value is not None:
                 changes[name] = value

@@ -74,8 +74,11 @@ class SubagentResult:
         owner: str | None = None,
         thread_id: str | None = None,
         background: bool = False,
+        resumed_from: str | None = None,
     ) -> None:
         self.task_id = task_id
+        #: The stopped (or finished) task this one goes on from (``resume``).
+        self.resumed_from = resumed_from
         self.trace_id = trace_id
         self.parent_id = parent_id
         self.subagent_name = subagent_name
@@ -98,6 +101,8 @@ class SubagentResult:
         self.stop_reason: str | None = None
         self.cancel_reason: str | None = None
         self.ai_messages: list[dict[str, Any]] = []
+        #: Times the run went on from its last checkpoint after a transient error.
+        self.resumes = 0
         #: True for a task read back from a store (``from_record``), not a live one.
         self.stored = False
         #: Set as soon as a stop is requested (cancel or deadline). Checked by the
@@ -141,6 +146,7 @@ class SubagentResult:
             owner=record.owner,
             thread_id=record.thread_id,
             background=bool(record.extra.get("background", False)),
+            resumed_from=record.extra.get("resumed_from"),
         )
         holder.refresh_from_record(record, events)
         return holder
@@ -245,6 +251,7 @@ class SubagentResult:
                 "owner": self.owner,
                 "thread_id": self.thread_id,
                 "background": self.background,
+                "resumed_from": self.resumed_from,
                 "status": self._status.value,
                 "stopping": self.stopping,
                 "result": self.result,
@@ -370,6 +377,14 @@ class SubagentResult:
         """This task's events up to now (call under the lock to pair with a watch)."""
         with self._lock:
             return list(self._history)
+
+    def _note_resume(self, attempt: int, error: str) -> None:
+        """The run goes on from its last checkpoint (``max_resumes``): a ``resumed`` event."""
+        with self._lock:
+            if self._status.is_terminal or self._stop_status is not None:
+                return
+            self.resumes = attempt
+            self._on_event("resumed", self, {"attempt": attempt, "error": error})
 
     def _add_ai_message(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,12 +27,15 @@ from langchain_core.runnables import Runnable, RunnableBinding
 
 from ._agents import agent_for_run
 from ._budget_notes import current_handle
+from ._checkpoints import Checkpoints, ResumePoint, is_transient
 from ._config import SubagentConfig
 from ._contract import RunHandle, RunOutcome
-from ._errors import MaxTurnsExceeded
+from ._errors import MaxTurnsExceeded, describe
 from ._models import ModelSpec, explain_loop_binding_error, resolve_model
 
 CLOSE_TIMEOUT_SECONDS = 5.0
+
+logger = logging.getLogger("subagent_exec")
 
 
 class StopCheckpoint(BaseCallbackHandler):
@@ -206,6 +210,11 @@ class SubagentRun:
     #: ``create_agent`` middleware of a built-in sub-agent (e.g. the inbox
     #: that brings a background task its follow-up messages).
     middleware: tuple[Any, ...] = ()
+    #: The runtime's checkpointer: every step is checkpointed on the thread
+    #: named by the task id (docs/resume.md). None: not checkpointed.
+    checkpoints: Checkpoints | None = None
+    #: Set for a resumed task: what it goes on from (``SubagentRuntime.resume``).
+    resume: ResumePoint | None = None
 
     async def __call__(self, handle: RunHandle) -> RunOutcome:
         """Build the sub-agent inside this loop, stream it, and return its answer."""
@@ -226,7 +235,8 @@ class SubagentRun:
             )
         try:
             checkpoint.check()
-            messages: list[Any] = []
+            resume = self.resume
+            messages: list[Any] = list(resume.messages) if resume is not None else []
             run_config: dict[str, Any] = {
                 "callbacks": merge_callbacks([checkpoint], self.callbacks),
                 # Supersteps, not model turns (max_turns is enforced by the
@@ -239,18 +249,35 @@ class SubagentRun:
                     "subagent_name": config.name,
                 },
             }
-            stream = graph.astream(
-                {"messages": [HumanMessage(content=handle.prompt)]},
-                config=run_config,  # type: ignore[arg-type]
-                **_stream_kwargs(graph),
+            if self.checkpoints is not None and self.checkpoints.enabled:
+                run_config["configurable"] = self.checkpoints.configurable(
+                    handle.task_id, handle.cancel_event, fresh=resume is None
+                )
+            stream_input: Any = (
+                {"messages": [HumanMessage(content=handle.prompt)]}
+                if resume is None
+                else resume.stream_input
             )
-            async for state in stream:
-                # A message that arrives after the stop was requested is refused
-                # by the handle (unless a grace period let its call finish).
-                if isinstance(state, dict) and isinstance(state.get("messages"), list):
-                    messages = state["messages"]
-                    _record_ai_messages(handle, messages, checkpoint)
-                checkpoint.check()
+            resumes = 0
+            while True:
+                try:
+                    stream = graph.astream(
+                        stream_input, config=run_config,  # type: ignore[arg-type]
+                        **_stream_kwargs(graph),
+                    )
+                    async for state in stream:
+                        # A message that arrives after the stop was requested is refused
+                        # by the handle (unless a grace period let its call finish).
+                        if isinstance(state, dict) and isinstance(state.get("messages"), list):
+                            messages = state["messages"]
+                            _record_ai_messages(handle, messages, checkpoint, resume)
+                        checkpoint.check()
+                    break
+                except Exception as exc:
+                    if not self._goes_on_after(exc, resumes, handle):
+                        raise
+                    resumes += 1
+                    stream_input = None  # from this task's last checkpoint
             return RunOutcome(text=final_text(messages, config.name))
         except Exception as exc:
             # A client bound to another event loop: name the model and the fix
@@ -267,6 +294,26 @@ class SubagentRun:
                     await asyncio.wait_for(asyncio.shield(close()), CLOSE_TIMEOUT_SECONDS)
                 except (TimeoutError, asyncio.CancelledError):
                     pass
+
+
+    def _goes_on_after(self, exc: Exception, resumes: int, handle: RunHandle) -> bool:
+        """Whether the run goes on from its last checkpoint after ``exc``: a
+        transient error, ``max_resumes`` not used up, checkpoints kept, and no
+        stop (a stop, deadline or budget is never retried)."""
+        config = self.config
+        if (
+            resumes >= config.max_resumes
+            or self.checkpoints is None
+            or not self.checkpoints.enabled
+            or handle.cancel_event.is_set()
+            or explain_loop_binding_error(exc) is not None
+            or not is_transient(exc, config.resume_on)
+        ):
+            return False
+        handle.record_resume(resumes + 1, describe(exc))
+        logger.warning("%s %s; going on from the last checkpoint (resume %d of %d)",
+                       handle.log_prefix, describe(exc), resumes + 1, config.max_resumes)
+        return True
 
 
 def merge_callbacks(
@@ -296,9 +343,15 @@ def _stream_kwargs(graph: Runnable[Any, Any]) -> dict[str, Any]:
 
 
 def _record_ai_messages(
-    handle: RunHandle, messages: Sequence[Any], checkpoint: StopCheckpoint
+    handle: RunHandle,
+    messages: Sequence[Any],
+    checkpoint: StopCheckpoint,
+    resume: ResumePoint | None = None,
 ) -> None:
+    known = resume.known_keys if resume is not None else frozenset()
     for message in messages:
         if isinstance(message, AIMessage):
-            record = message_record(message, checkpoint.model_of(message))
-            handle.record_ai_message(record, message_key(message))
+            key = message_key(message)
+            if key not in known:  # a resumed task records only its own messages
+                record = message_record(message, checkpoint.model_of(message))
+                handle.record_ai_message(record, key)

@@ -22,8 +22,10 @@ from typing import Any
 
 from ._backends import load_backend
 from ._budget import Budget
+from ._checkpoints import Checkpoints, open_checkpoints
 from ._checks import check_callable, check_number, check_task_id
 from ._cluster import Cluster, ClusterOptions, cluster_options
+from ._config import SubagentConfig
 from ._context import TaskScope, current_scope, task_in_scope
 from ._contract import Backend, BackendSettings, RunFunction, remaining
 from ._errors import CapacityError, DepthError, RuntimeClosedError, UnknownTaskError
@@ -35,6 +37,7 @@ from ._options import RuntimeOptions
 from ._persist import DEFAULT_STORE_RETAIN_DAYS, DEFAULT_STORE_RETAIN_MAX, Persistence
 from ._registry import Registry
 from ._result import SubagentResult
+from ._resume import Resumer
 from ._slots import SlotPool
 from ._status import SubagentStatus, status_filter
 from ._store import TaskStore
@@ -68,6 +71,8 @@ class SubagentRuntime:
     ``store_retain_days``: what the store keeps (None: no bound).
     ``cluster``: True (or ``ClusterOptions``) when several processes share a
     ``PostgresStore`` as one host (docs/deploy.md).
+    ``checkpointer``: a LangGraph checkpoint saver for every run's steps
+    (default: the one matching ``store``; False: none), docs/resume.md.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class SubagentRuntime:
         store_retain_max: int | None = DEFAULT_STORE_RETAIN_MAX,
         store_retain_days: float | None = DEFAULT_STORE_RETAIN_DAYS,
         cluster: bool | ClusterOptions = False,
+        checkpointer: Any = None,
     ) -> None:
         options = RuntimeOptions(
             max_workers=max_workers,
@@ -114,6 +120,7 @@ class SubagentRuntime:
             runtime_name=name,
             interrupt=cluster_opts is None,
         )
+        self._resumer = Resumer(open_checkpoints(checkpointer, self._persist.store))
         self._lock = threading.RLock()
         self._cluster = None if cluster_opts is None else Cluster.open(self._persist, cluster_opts)
         # Seqs go on from the store's, never repeated (in a cluster: in this process's slot).
@@ -290,7 +297,28 @@ class SubagentRuntime:
                 return False
             if entry is not None:
                 self._tasks.forget(task_id)
+        self._resumer.checkpoints.forget(task_id)
         return self._persist.store.delete_task(task_id) or entry is not None
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        """This runtime's checkpointer (``.saver``), or why it has none (docs/resume.md)."""
+        return self._resumer.checkpoints
+
+    def register_subagents(self, configs: Iterable[SubagentConfig], **run: Any) -> None:
+        """Know sub-agents by name to resume their tasks (``run``: tools, parent_model, ...)."""
+        self._resumer.register(list(configs), **run)
+
+    def resume(
+        self, task_id: str, message: str | None = None, *,
+        timeout_seconds: float | None = None, budget: Budget | None = None,
+        new_task_id: str | None = None,
+    ) -> SubagentResult:
+        """A new task (id: ``new_task_id`` or a new one) going on from a stopped task's
+        last step, or a finished one's with ``message``; ``ResumeError`` says why not."""
+        return self._resumer.resume(task_id, message, timeout_seconds=timeout_seconds,
+                                    budget=budget, task_id_new=new_task_id,
+                                    get=self.get, submit=self.submit)
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Receive every task event (created, started, ai_message, cancel_requested,
@@ -450,6 +478,7 @@ class SubagentRuntime:
         budgets: Sequence[Budget] = (),
         draw_on: Sequence[BudgetMeter] = (),
         model_name: str | None = None,
+        resumed_from: str | None = None,
     ) -> SubagentResult:
         """Register a task and start it when a slot is free. Returns its holder.
 
@@ -530,6 +559,7 @@ class SubagentRuntime:
                     owner=owner if owner is not None else (above.owner if above else None),
                     thread_id=thread_id or (above.thread_id if above else None),
                     background=background,
+                    resumed_from=resumed_from,
                 ),
                 parent,
                 run=run,
@@ -640,7 +670,9 @@ class SubagentRuntime:
         self._metering.close()  # no budget deadline fires any more
         backend_done = self._backend.shutdown(wait=True, deadline=deadline)
         # Every terminal event is written before the store is let go of.
-        self._persist.close(10.0 if deadline is None else max(1.0, remaining(deadline) or 0.0))
+        left = 10.0 if deadline is None else max(1.0, remaining(deadline) or 0.0)
+        self._persist.close(left)
+        self._resumer.checkpoints.close(left)
         if self._cluster is not None:
             self._cluster.close()
         if not backend_done or not ended:

@@ -133,6 +133,9 @@ class RegisteredTask(TaskTicket):
     def last_ai_text(self) -> str | None:
         return self._holder.last_ai_text()
 
+    def record_resume(self, attempt: int, error: str) -> None:
+        self._holder._note_resume(attempt, error)
+
     # -- what a backend sees -------------------------------------------------------------
 
     @property

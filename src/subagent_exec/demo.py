@@ -9,11 +9,13 @@ news scout in the background (``start_task``) and works on; the scout's
 findings are pushed into its turns when they arrive. The tree is shown live
 with statuses and elapsed times. Mid-way the "user" stops one researcher of
 the first run (its lead gets a "cancelled" tool result and carries on) and
-then the whole second run (every descendant stops). The third run has a
-budget of :data:`RUN_C_TOKENS` tokens for itself and everything it delegates:
-when its tree has used them up, every task of it still running is stopped
-(FAILED, ``stop_reason="budget"``). Final statuses, timings and what each run
-used (tokens, and cost at the demo's made-up prices) are printed at the end.
+then the whole second run (every descendant stops), and then resumes the
+second run's lead, which goes on from its last completed step
+(docs/resume.md). The third run has a budget of :data:`RUN_C_TOKENS` tokens
+for itself and everything it delegates: when its tree has used them up, every
+task of it still running is stopped (FAILED, ``stop_reason="budget"``). Final
+statuses, timings and what each run used (tokens, and cost at the demo's
+made-up prices) are printed at the end.
 """
 
 from __future__ import annotations
@@ -146,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             for holder in tree_b:
                 holder.wait(10)
             stop_tree_latency = time.perf_counter() - t0
+
+            # 3. The user resumes run B: a new task goes on from the lead's last
+            # completed step (its model calls so far are not made again; the
+            # delegations the stop interrupted are started afresh).
+            resumed_b = runtime.resume(run_b)
+            resumed_b.wait(60)
             root_a.wait(60)
             root_c.wait(60)
             tree_c = [root_c, *_descendants(runtime, root_c)]
@@ -172,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Stop of {label_b}: {cancelled}/{len(tree_b)} unfinished tasks CANCELLED, "
             f"the last one {stop_tree_latency * 1000:.1f} ms after the request"
+        )
+        print(
+            f"Resume of {label_b}: {task_ref(resumed_b.subagent_name, resumed_b.task_id)} went "
+            f"on from its last completed step: {resumed_b.status.value}"
+            + (f" after {resumed_b.duration_seconds:.1f} s" if resumed_b.duration_seconds else "")
         )
         by_budget = sum(1 for h in tree_c if h.stop_reason == "budget")
         print(

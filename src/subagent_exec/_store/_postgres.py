@@ -85,6 +85,8 @@ class PostgresStore(SqlStore):
             ) from exc
         if not isinstance(dsn, str):
             raise TypeError(f"PostgresStore.dsn must be a connection string, got {dsn!r}")
+        #: The connection string (a runtime opens its checkpointer on the same database).
+        self.dsn = dsn
         try:
             self._location = describe_dsn(dsn)
         except psycopg.Error as exc:

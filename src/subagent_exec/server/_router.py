@@ -40,6 +40,7 @@ from ._inputs import (
 from ._json import SafeJSONResponse
 from ._origin import check_allowed_origins, same_origin_guard
 from ._owners import checked_owner, visible
+from ._resume_routes import add_resume_routes
 from ._runs import DEFAULT_PROMPT, RunStarter, start_demo_run
 from ._stream import (
     DEFAULT_EVENT_BUFFER_BYTES,
@@ -272,6 +273,13 @@ def create_router(
             "cancel_reason": holder.cancel_reason,
         }
 
+    add_resume_routes(
+        router, runtime, owner_dependency=owner_dependency, guard=cross_site_guard,
+        read_body=lambda request: read_json_object(
+            request, max_body_bytes, allowed={"message"}, timeout=body_timeout_seconds
+        ),
+        lookup=lookup,
+    )
     add_thread_routes(
         router, runtime, owner_dependency=owner_dependency, guard=cross_site_guard,
         read_body=lambda request: read_json_object(

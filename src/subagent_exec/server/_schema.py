@@ -102,6 +102,20 @@ class StopConflict(_Open):
     status: StatusName
 
 
+class ResumeAccepted(_Open):
+    #: The new task, which goes on from ``resumed_from``.
+    task_id: str
+    resumed_from: str
+    status: StatusName
+
+
+class ResumeConflict(_Open):
+    detail: str
+    #: unfinished, completed, no_checkpoint, unknown_subagent or unavailable.
+    reason: str
+    status: StatusName
+
+
 class ThreadStopAccepted(_Open):
     thread_id: str
     #: The ids of the tasks this request stopped (each with its subtree).

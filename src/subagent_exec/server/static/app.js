@@ -160,6 +160,28 @@ async function stopTask(id) {
   scheduleRender();
 }
 
+// Resume a stopped task: a new task goes on from its last completed step.
+async function resumeTask(id) {
+  const t = tasks.get(id);
+  if (!t || t.resumeClicked || t.resumedAs) return;
+  t.resumeClicked = true;
+  scheduleRender();
+  try {
+    const response = await fetch(BASE + "tasks/" + encodeURIComponent(id) + "/resume", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 202) t.resumedAs = body.task_id; // it arrives by its events
+    else notice("Resume failed: " + (body.detail || "HTTP " + response.status));
+  } catch (err) {
+    notice("Resume failed: " + err);
+  }
+  t.resumeClicked = false;
+  scheduleRender();
+}
+
 // "Stop all" on a run: every task of its thread, the background ones included.
 async function stopThread(thread) {
   const members = [...tasks.values()].filter((t) => t.thread === thread && !TERMINAL.has(t.status));
@@ -214,6 +236,7 @@ loadCleared("subagent-exec:cleared-runs:" + BASE); // one list per mount of the 
 startView({
   stopTask,
   stopThread,
+  resumeTask,
   loadTask,
   notice,
   toggleCleared: (id) => setCleared([id], !cleared.has(id)),

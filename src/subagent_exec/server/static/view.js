@@ -8,7 +8,7 @@ import {
 
 // What the view asks of the page (app.js fills these in with startView).
 const hooks = {
-  stopTask: null, stopThread: null, loadTask: null, toggleCleared: null, notice: null,
+  stopTask: null, stopThread: null, resumeTask: null, loadTask: null, toggleCleared: null, notice: null,
 };
 
 export function startView(given) {
@@ -19,6 +19,8 @@ export function startView(given) {
   }, 200);
 }
 
+// The stopped statuses a Resume button is offered on (docs/resume.md).
+const RESUMABLE = new Set(["cancelled", "timed_out", "failed"]);
 const views = new Map(); // task id -> view (see makeView)
 let renderScheduled = false;
 let remeasure = false; // every text's "more" button needs checking (hidden runs shown)
@@ -182,6 +184,16 @@ function makeView(t) {
     stop.disabled = true;
     hooks.stopTask(t.id);
   });
+  // Resume: a new task going on from this stopped task's last completed step.
+  const resume = button("resume", "Resume", () => {
+    resume.textContent = "Resuming…";
+    resume.disabled = true;
+    hooks.resumeTask(t.id);
+  });
+  resume.title = "start a new task that goes on from this task's last completed step";
+  resume.hidden = true;
+  const actions = el("div", "row-actions");
+  actions.append(stop, resume);
   // The full answer / error / reason: events carry up to 2,000 characters
   // of each, the task API all of it.
   const detail = makeClip("detail", () => {
@@ -200,7 +212,8 @@ function makeView(t) {
   bgBox.hidden = true;
   const view = {
     wrap, head, runLabel, runStart, runUsage: runUsageNode, clearRun, stopThread, chip, name,
-    bgTag, what, elapsed, usage, stop, detail, msgs, msgList, msgToggle: null, msgsOpen: false, msgsShown: 0,
+    bgTag, what, elapsed, usage, stop, resume, detail, msgs, msgList, msgToggle: null,
+    msgsOpen: false, msgsShown: 0,
     children: el("div", "children"), bgBox, bgList, shown: {},
   };
   view.msgToggle = button("msgs-toggle", "", () => {
@@ -217,7 +230,7 @@ function makeView(t) {
   msgs.append(msgList);
   msgs.hidden = true;
 
-  row.append(chip, who, what.box, elapsed, usage, stop, detail.box, msgs);
+  row.append(chip, who, what.box, elapsed, usage, actions, detail.box, msgs);
   wrap.append(head, row, view.children, bgBox);
   return view;
 }
@@ -342,6 +355,10 @@ function render() {
     const waiting = t.stopClicked || t.stopping;
     put(view, "disabled", view.stop, "disabled", waiting);
     put(view, "button", view.stop, "textContent", waiting ? "Stopping…" : "Stop");
+    // Resume: offered on a stopped task until this page has resumed it.
+    put(view, "resumeHidden", view.resume, "hidden", !RESUMABLE.has(t.status) || Boolean(t.resumedAs));
+    put(view, "resumeDisabled", view.resume, "disabled", Boolean(t.resumeClicked));
+    put(view, "resumeText", view.resume, "textContent", t.resumeClicked ? "Resuming…" : "Resume");
     renderMessages(t, view);
     if (!terminal && t.startedAt !== null) live = true;
   }
