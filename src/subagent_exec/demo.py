@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             # 3. The user resumes run B: a new task goes on from the lead's last
             # completed step (its model calls so far are not made again; the
             # delegations the stop interrupted are started afresh).
+            # The three leads share the name "lead-agent" (with different
+            # budgets); a runtime resumes with the config registered last
+            # under a name, so run B's is registered again first.
+            runtime.register_subagents([plain.config])
             resumed_b = runtime.resume(run_b)
             resumed_b.wait(60)
             root_a.wait(60)
