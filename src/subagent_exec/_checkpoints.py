@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.memory import InMemorySaver
@@ -44,12 +43,6 @@ except ImportError:  # pragma: no cover - older layouts
 PRUNE_INTERVAL_SECONDS = 1.0
 PRUNE_BATCH = 256
 
-#: What a tool call interrupted by the stop is answered with when a resume
-#: brings a new message (the call is not run again then).
-INTERRUPTED_TOOL_TEXT = (
-    "(not run: the sub-agent was stopped before this tool call finished; "
-    "call it again if it is still needed)"
-)
 
 
 class RunSaver(BaseCheckpointSaver[Any]):
@@ -400,53 +393,3 @@ def is_transient(exc: BaseException, resume_on: tuple[type[BaseException], ...] 
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-# -- what a resumed run starts from ----------------------------------------------------
-
-
-def state_messages(latest: CheckpointTuple | None) -> list[BaseMessage]:
-    """The conversation in a checkpoint (its ``messages`` channel)."""
-    if latest is None:
-        return []
-    value = latest.checkpoint.get("channel_values", {}).get("messages")
-    return [m for m in value if isinstance(m, BaseMessage)] if isinstance(value, list) else []
-
-
-def pending_messages(latest: CheckpointTuple | None) -> list[BaseMessage]:
-    """Messages written by the steps that finished after the last checkpoint
-    (the stop came before their superstep did)."""
-    found: list[BaseMessage] = []
-    for _task, channel, value in (latest.pending_writes or ()) if latest else ():
-        if channel != "messages":
-            continue
-        values = value if isinstance(value, list) else [value]
-        found.extend(m for m in values if isinstance(m, BaseMessage))
-    return found
-
-
-def follow_up_input(
-    conversation: Sequence[BaseMessage], pending: Sequence[BaseMessage], message: str
-) -> list[BaseMessage]:
-    """The messages a resume with ``message`` adds to the conversation: what
-    finished after the last checkpoint, an answer for every tool call the stop
-    left unanswered (so the model sees it was not run), then ``message``."""
-    added = list(pending)
-    answered = {
-        m.tool_call_id for m in [*conversation, *added] if isinstance(m, ToolMessage)
-    }
-    calls = [
-        call
-        for m in [*conversation, *added]
-        if isinstance(m, AIMessage)
-        for call in m.tool_calls
-    ]
-    for call in calls:
-        if call.get("id") and call["id"] not in answered:
-            added.append(
-                ToolMessage(
-                    content=INTERRUPTED_TOOL_TEXT, tool_call_id=call["id"], name=call["name"]
-                )
-            )
-    added.append(HumanMessage(content=message))
-    return added

@@ -19,17 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.base import CheckpointTuple
 
 from ._budget import Budget
 from ._budget_notes import NOTES_MIDDLEWARE
-from ._checkpoints import (
-    Checkpoints,
-    ResumePoint,
-    follow_up_input,
-    pending_messages,
-    state_messages,
-)
+from ._checkpoints import Checkpoints, ResumePoint
 from ._checks import check_number, check_task_id
 from ._config import SubagentConfig, check_configs, model_name_of
 from ._errors import ResumeError, UnknownTaskError
@@ -255,3 +250,61 @@ class Resumer:
             messages=tuple(conversation),
             known_keys=known,
         )
+
+
+#: What a tool call interrupted by the stop is answered with when a resume
+#: brings a new message (the call is not run again then).
+INTERRUPTED_TOOL_TEXT = (
+    "(not run: the sub-agent was stopped before this tool call finished; "
+    "call it again if it is still needed)"
+)
+
+
+# -- what a resumed run starts from ---------------------------------------------------
+
+
+def state_messages(latest: CheckpointTuple | None) -> list[BaseMessage]:
+    """The conversation in a checkpoint (its ``messages`` channel)."""
+    if latest is None:
+        return []
+    value = latest.checkpoint.get("channel_values", {}).get("messages")
+    return [m for m in value if isinstance(m, BaseMessage)] if isinstance(value, list) else []
+
+
+def pending_messages(latest: CheckpointTuple | None) -> list[BaseMessage]:
+    """Messages written by the steps that finished after the last checkpoint
+    (the stop came before their superstep did)."""
+    found: list[BaseMessage] = []
+    for _task, channel, value in (latest.pending_writes or ()) if latest else ():
+        if channel != "messages":
+            continue
+        values = value if isinstance(value, list) else [value]
+        found.extend(m for m in values if isinstance(m, BaseMessage))
+    return found
+
+
+def follow_up_input(
+    conversation: Sequence[BaseMessage], pending: Sequence[BaseMessage], message: str
+) -> list[BaseMessage]:
+    """The messages a resume with ``message`` adds to the conversation: what
+    finished after the last checkpoint, an answer for every tool call the stop
+    left unanswered (so the model sees it was not run), then ``message``."""
+    added = list(pending)
+    answered = {
+        m.tool_call_id for m in [*conversation, *added] if isinstance(m, ToolMessage)
+    }
+    calls = [
+        call
+        for m in [*conversation, *added]
+        if isinstance(m, AIMessage)
+        for call in m.tool_calls
+    ]
+    for call in calls:
+        if call.get("id") and call["id"] not in answered:
+            added.append(
+                ToolMessage(
+                    content=INTERRUPTED_TOOL_TEXT, tool_call_id=call["id"], name=call["name"]
+                )
+            )
+    added.append(HumanMessage(content=message))
+    return added
