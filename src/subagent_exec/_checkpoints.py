@@ -38,6 +38,9 @@ try:  # the key a parent graph lends its checkpointer to a subgraph by
 except ImportError:  # pragma: no cover - older layouts
     CONFIG_KEY_CHECKPOINTER = "__pregel_checkpointer"
 
+#: The advisory lock key processes take to set up PostgreSQL checkpoint tables.
+SETUP_LOCK_KEY = 0x5E17C4EC
+
 #: At most this often (and a batch of this many tasks), checkpoints of tasks
 #: the store has removed are deleted too.
 PRUNE_INTERVAL_SECONDS = 1.0
@@ -360,7 +363,21 @@ def _postgres_checkpoints(dsn: str, store_location: str) -> Checkpoints:
         open=True,
     )
     saver = PostgresSaver(pool)
-    saver.setup()
+    try:
+        # Processes opening one database together (a cluster, issue 18) set
+        # the checkpoint tables up one at a time: LangGraph's setup() races.
+        with pool.connection() as lock:
+            lock.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+            try:
+                saver.setup()
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
+    except Exception as exc:  # the store works; only resume is unavailable
+        pool.close()
+        logger.warning("checkpoints at %s cannot be set up (%s: %s); runs are not "
+                       "checkpointed", store_location, type(exc).__name__, exc)
+        return Checkpoints(None, unavailable=f"the checkpoint tables at {store_location} "
+                           f"could not be set up: {type(exc).__name__}: {exc}")
     return Checkpoints(WriteBehindSaver(saver, where=store_location), close=pool.close)
 
 
