@@ -366,8 +366,17 @@ def _postgres_checkpoints(dsn: str, store_location: str) -> Checkpoints:
     try:
         # Processes opening one database together (a cluster, issue 18) set
         # the checkpoint tables up one at a time: LangGraph's setup() races.
+        # Polled, not waited for: LangGraph's setup creates indexes
+        # CONCURRENTLY, which waits for every open statement, a waiting
+        # pg_advisory_lock included (a deadlock nobody detects).
         with pool.connection() as lock:
-            lock.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+            deadline = time.monotonic() + 60.0
+            while not lock.execute(
+                "SELECT pg_try_advisory_lock(%s) AS got", (SETUP_LOCK_KEY,)
+            ).fetchone()["got"]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("another process held the setup lock for 60 s")
+                time.sleep(0.05)
             try:
                 saver.setup()
             finally:
