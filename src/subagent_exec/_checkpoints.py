@@ -11,6 +11,10 @@ Runs happen on many event loops (one per worker thread), so the durable
 savers are LangGraph's *sync* ones (its async savers bind a connection to one
 loop), written behind by one thread (``_checkpoint_writer.py``): a step never
 waits on the disk, and a failing database never stops a task.
+
+(Over 400 lines because opening each store's saver, with its extra missing,
+its setup raced by other processes, or its tables failing, is one decision
+with several cases; the conversation a resume starts from is _resume.py's.)
 """
 
 from __future__ import annotations
