@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +137,29 @@ def postgres_dsn(postgres_server: Any) -> Iterator[str]:
     name = create_database(postgres_server)
     yield postgres_server.dsn(name)
     drop_database(postgres_server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a durable store lives: a SQLite path or a PostgreSQL DSN (the
+    session's server, tests/postgres_support.py)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_dsn"))
+    return str(tmp_path / "tasks.db")
+
+
+@pytest.fixture
+def runtimes() -> Iterator[Callable[..., SubagentRuntime]]:
+    """Like ``make_runtime``, for tests that kill processes or break stores: a
+    runtime that cannot shut down cleanly there does not fail the test."""
+    made: list[SubagentRuntime] = []
+
+    def make(**options: Any) -> SubagentRuntime:
+        options.setdefault("cleanup_timeout_seconds", 2.0)
+        runtime = SubagentRuntime(**options)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.shutdown(cancel=True, wait=True, timeout=30.0)

@@ -403,7 +403,10 @@ def test_inherit_uses_the_lead_model_for_background_sub_agents(runtime: Subagent
                             runtime=runtime, background=True)
     agent = create_agent(lead_model, middleware=[mw])
     result = asyncio.run(agent.ainvoke({"messages": [("user", "go")]}))
-    assert "summary by the lead's model" in tool_results(result, "wait_tasks")[0].text
+    # The outcome reaches the lead once: pushed before its next model call when
+    # the sub-agent ended first (a loaded machine), else through wait_tasks.
+    told = [m.text for m in result["messages"] if not isinstance(m, AIMessage)]
+    assert sum("summary by the lead's model" in text for text in told) == 1, told
 
 
 def test_an_untold_outcome_outlives_retention_until_the_lead_is_told(

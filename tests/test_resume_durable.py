@@ -10,40 +10,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from subagent_exec import SubagentExecutor, SubagentRuntime, SubagentStatus
 
 from .resume_support import FINAL, TASK, CountingAgent
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a durable store lives: a SQLite path or a PostgreSQL DSN."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_dsn"))
-    return str(tmp_path / "tasks.db")
-
-
-@pytest.fixture
-def runtimes() -> Iterator[Callable[..., SubagentRuntime]]:
-    made: list[SubagentRuntime] = []
-
-    def make(**options: Any) -> SubagentRuntime:
-        options.setdefault("cleanup_timeout_seconds", 2.0)
-        runtime = SubagentRuntime(**options)
-        made.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in made:
-        runtime.shutdown(cancel=True, wait=True, timeout=30.0)
 
 
 def test_checkpointer_follows_the_store(

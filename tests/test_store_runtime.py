@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,29 +36,6 @@ from subagent_exec.testing import ScriptedChatModel
 from .helpers import terminal, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a durable store lives: a SQLite path or a PostgreSQL DSN."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_dsn"))
-    return str(tmp_path / "tasks.db")
-
-
-@pytest.fixture
-def runtimes() -> Iterator[Callable[..., SubagentRuntime]]:
-    made: list[SubagentRuntime] = []
-
-    def make(**options: Any) -> SubagentRuntime:
-        options.setdefault("cleanup_timeout_seconds", 2.0)
-        runtime = SubagentRuntime(**options)
-        made.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in made:
-        runtime.shutdown(cancel=True, wait=True, timeout=30.0)
 
 
 def quick(runtime: SubagentRuntime, answer: str = "done", latency: float = 0.0) -> SubagentExecutor:

@@ -78,10 +78,11 @@ def test_three_task_calls_in_one_message_run_at_once(runtime: SubagentRuntime) -
     assert [m.text for m in tool_messages(result)] == ["piece done"] * 3
     calls = child_model.calls
     assert len(calls) == 3
-    # Overlap: every child had started before the first one could finish.
+    # Overlap: every child had started before the first one could finish (each
+    # takes 0.5 s), which run one after the other they could not. (A bound on
+    # the elapsed time said the same and failed on a loaded machine at 1.36 s.)
     assert max(c.monotonic for c in calls) - min(c.monotonic for c in calls) < 0.4
-    # One child's time (0.5 s), not three (1.5 s); generous for a shared machine.
-    assert elapsed < 1.3, f"three parallel 0.5 s children took {elapsed:.2f}s"
+    assert elapsed >= 0.5
 
 
 # -- progress events --------------------------------------------------------------------
