@@ -129,10 +129,15 @@ def test_a_locked_database_never_stops_a_task_and_checkpoints_catch_up(
         assert holder.wait(10) and holder.status is SubagentStatus.CANCELLED
         saver = runtime.checkpoints.saver
         assert saver is not None and saver.queued > 0  # type: ignore[attr-defined]
+        # Monitoring sees the backlog (and, once a write gave up waiting, the errors).
+        assert runtime.stats()["checkpoint_pending"] > 0
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     assert runtime.checkpoints.flush(30.0)  # written once the lock is gone
+    counters = runtime.stats()
+    assert counters["checkpoint_pending"] == 0 and counters["checkpoint_dropped"] == 0
+    assert counters["checkpoint_errors"] == saver.errors  # type: ignore[attr-defined]
     resumed = runtime.resume(holder.task_id)
     assert resumed.wait(15) and resumed.result == FINAL, resumed.error
     assert agent.calls == {"step1": 1, "step2": 1, "slow": 2} and agent.model_calls == 4

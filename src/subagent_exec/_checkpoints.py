@@ -257,6 +257,16 @@ class Checkpoints:
         saver = self.saver
         return saver.flush(timeout) if isinstance(saver, WriteBehindSaver) else True
 
+    def stats(self) -> dict[str, int]:
+        """The writer's counters for ``runtime.stats()``: failed write attempts
+        (retried), writes not yet stored, writes given up on (all 0 when
+        checkpoints are written at once, or not at all)."""
+        saver = self.saver
+        if not isinstance(saver, WriteBehindSaver):
+            return {"checkpoint_errors": 0, "checkpoint_pending": 0, "checkpoint_dropped": 0}
+        return {"checkpoint_errors": saver.errors, "checkpoint_pending": saver.queued,
+                "checkpoint_dropped": saver.dropped}
+
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (bounded), then close what the runtime opened."""
         if isinstance(self.saver, WriteBehindSaver):

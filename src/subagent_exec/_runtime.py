@@ -342,10 +342,10 @@ class SubagentRuntime:
         return self._events.last_seq
 
     def stats(self) -> dict[str, int]:
-        """Counts for monitoring: tasks by status, slots, and the backend's own
-        counters (thread backend: live and abandoned threads)."""
+        """Counts for monitoring: tasks by status, slots, the backend's, the
+        store's and the checkpoint writer's (docs/store.md, docs/resume.md)."""
         with self._lock:
-            return {
+            counts = {
                 **self._tasks.views.counts(),  # kept with the transitions: O(1)
                 "registered": len(self._tasks),
                 "submitted_total": self._tasks.submitted_total,
@@ -355,6 +355,7 @@ class SubagentRuntime:
                 **self._backend.stats(),
                 **self._persist.stats(),
             }
+        return {**counts, **self.checkpoints.stats()}  # its writer has its own lock
 
     def tree_usage(self, task_id: str) -> Usage:
         """What a task and every descendant used, summed as they ran (descendants
