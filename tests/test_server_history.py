@@ -53,6 +53,11 @@ def test_pages_of_a_users_tasks_newest_first(
         if cursor is None:
             break
     assert seen == list(reversed(made["ann"]))
+    # A row read from the store answers usage as a live task does (docs/budgets.md).
+    rows = client.get("/tasks", params={"limit": "10"}).json()["tasks"]
+    for row in rows:
+        assert row["usage"]["model_calls"] == 1 and "cost" in row["usage"], row["usage"]
+        assert row["tree_usage"] == row["usage"] and row["resumed_from"] is None
     # Memory has only the newest; the others answer from the store.
     oldest = client.get(f"/tasks/{made['ann'][0]}").json()
     assert oldest["result"] == "ok" and oldest["task"] == "ann job 0"

@@ -369,4 +369,10 @@ def test_usage_outlives_a_restart(
     restored = second.get(done.task_id)
     assert restored is not None and restored.stored
     assert (restored.usage, restored.tree_usage) == (own, tree)
+    # The record answers in the same public form as the result.
+    record = second.store.get_task(done.task_id)
+    assert record is not None
+    assert (record.to_dict()["usage"], record.to_dict()["tree_usage"]) == (
+        own.to_dict(), tree.to_dict()
+    )
     assert second.tree_usage(done.task_id) == tree

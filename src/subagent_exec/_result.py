@@ -169,8 +169,7 @@ class SubagentResult:
         self.stop_reason, self.cancel_reason = record.stop_reason, record.cancel_reason
         self.ai_messages = list(record.ai_messages or [])
         if record.usage:
-            self.usage = Usage.from_dict(record.usage)
-            self.tree_usage = Usage.from_dict(record.usage.get("tree") or record.usage)
+            self.usage, self.tree_usage = Usage.stored(record.usage)
         self.stored = True
         if events is None and record.is_terminal:
             events = [

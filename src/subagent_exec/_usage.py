@@ -181,6 +181,14 @@ class Usage:
         }
 
     @classmethod
+    def stored(cls, data: Mapping[str, Any] | None) -> tuple[Usage, Usage]:
+        """A task's own and tree usage from what a store keeps of it: the own
+        ``to_record()`` with the subtree's under ``"tree"`` (no usage: none)."""
+        if not data:
+            return NO_USAGE, NO_USAGE
+        return cls.from_dict(data), cls.from_dict(data.get("tree") or data)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """A ``to_record()`` (read back from a task store), or a ``to_dict()``
         (where a cost is unknown, its known part is then lost)."""

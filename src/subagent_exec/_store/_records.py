@@ -21,6 +21,7 @@ from typing import Any
 
 from .._events import TaskEvent
 from .._status import SubagentStatus
+from .._usage import Usage
 
 #: What a task that was unfinished when its process died becomes on restart.
 INTERRUPTED_STOP_REASON = "interrupted"
@@ -284,6 +285,7 @@ class TaskRecord:
     def to_dict(self) -> dict[str, Any]:
         """The same keys as ``SubagentResult.to_dict()`` (plus what only a
         store knows), JSON-ready."""
+        own, tree = Usage.stored(self.usage)
         return {
             "task_id": self.task_id,
             "trace_id": self.trace_id,
@@ -307,7 +309,10 @@ class TaskRecord:
             "config_name": self.config_name,
             "thread_id": self.thread_id,
             "background": bool(self.extra.get("background", False)),
-            "usage": self.usage,
+            "resumed_from": self.extra.get("resumed_from"),
+            # In the public form, as SubagentResult.to_dict() answers it.
+            "usage": own.to_dict(),
+            "tree_usage": tree.to_dict(),
         }
 
 

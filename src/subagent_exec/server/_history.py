@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from .._result import SubagentResult
 from .._runtime import SubagentRuntime
 from .._status import SubagentStatus
 
@@ -59,7 +60,11 @@ def history_page(
     tasks = []
     for record in page.tasks:
         holder = None if record.is_terminal else runtime.get(record.task_id)
-        data = holder.to_dict() if holder is not None else record.to_dict()
+        # The same answer as every other task's (usage in its public form,
+        # tree_usage, resumed_from): a result rebuilt from the record.
+        if holder is None:
+            holder = SubagentResult.from_record(record, events=[])
+        data = holder.to_dict()
         data["children"] = []
         tasks.append(data)
     return {"tasks": tasks, "next_cursor": page.next_cursor}
