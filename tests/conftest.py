@@ -15,9 +15,9 @@ import pytest
 from subagent_exec import Backend, SubagentRuntime
 
 
-@pytest.fixture
-def make_runtime() -> Iterator[Callable[..., SubagentRuntime]]:
-    """Build runtimes with any options; every one is shut down (wait=True) after the test."""
+def _runtime_factory(*, clean: bool) -> Iterator[Callable[..., SubagentRuntime]]:
+    """Build runtimes with any options; every one is shut down (wait=True)
+    after the test, and with ``clean`` must have shut down cleanly."""
     made: list[SubagentRuntime] = []
 
     def make(**options: Any) -> SubagentRuntime:
@@ -28,9 +28,14 @@ def make_runtime() -> Iterator[Callable[..., SubagentRuntime]]:
 
     yield make
     for runtime in made:
-        assert runtime.shutdown(cancel=True, wait=True, timeout=30.0), (
-            f"runtime {runtime.name} did not shut down cleanly"
-        )
+        done = runtime.shutdown(cancel=True, wait=True, timeout=30.0)
+        assert done or not clean, f"runtime {runtime.name} did not shut down cleanly"
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[Callable[..., SubagentRuntime]]:
+    """Build runtimes with any options; every one must shut down cleanly after the test."""
+    yield from _runtime_factory(clean=True)
 
 
 @pytest.fixture
@@ -152,14 +157,4 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def runtimes() -> Iterator[Callable[..., SubagentRuntime]]:
     """Like ``make_runtime``, for tests that kill processes or break stores: a
     runtime that cannot shut down cleanly there does not fail the test."""
-    made: list[SubagentRuntime] = []
-
-    def make(**options: Any) -> SubagentRuntime:
-        options.setdefault("cleanup_timeout_seconds", 2.0)
-        runtime = SubagentRuntime(**options)
-        made.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in made:
-        runtime.shutdown(cancel=True, wait=True, timeout=30.0)
+    yield from _runtime_factory(clean=False)
